@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+export XDG_DATA_HOME := $(CURDIR)/data/.xdg
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/data/.torchinductor
+export MPLCONFIGDIR := $(CURDIR)/data/.matplotlib
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install data demo test bench clean
+
+install: $(STAMP)
+
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build from local disk.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+data: install
+	$(BIN)/synthwatch datasets fetch
+
+demo: data
+	$(BIN)/synthwatch run
+
+test: data
+	$(BIN)/python -m pytest -q
+
+bench: data
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf data/warehouse.duckdb data/models data/reports data/prefect

@@ -1,0 +1,70 @@
+"""Paths and the pipeline config, resolved from flags, environment variables and defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flows.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "pipeline.yaml"
+
+
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a pipeline config (YAML mapping); the bundled default when no path is given."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    if not config_path.is_file():
+        raise ConfigError(f"config file {config_path} does not exist; pass --config with a YAML file")
+    try:
+        loaded = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {config_path} must hold a mapping of stage names to settings")
+    return loaded
+
+
+@dataclass
+class Settings:
+    """Where the warehouse, models, reports and Prefect state live for one invocation."""
+
+    data_dir: Path
+    db_path: Path
+    config_path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, db: str | Path | None = None, config: str | Path | None = None,
+                 data_dir: str | Path | None = None) -> "Settings":
+        """Resolve settings: explicit arguments, then SYNTHWATCH_* variables, then the project's data/ dir."""
+        data = Path(data_dir or os.environ.get("SYNTHWATCH_DATA_DIR") or PROJECT_ROOT / "data").resolve()
+        db_path = Path(db or os.environ.get("SYNTHWATCH_DB") or data / "warehouse.duckdb").resolve()
+        config_path = Path(config).resolve() if config else None
+        return cls(data_dir=data, db_path=db_path, config_path=config_path, config=load_config(config_path))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def prefect_home(self) -> Path:
+        override = os.environ.get("SYNTHWATCH_PREFECT_HOME")
+        return Path(override) if override else self.data_dir / "prefect"
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path from the config, relative to the data dir when not absolute."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.data_dir / p)

@@ -1,0 +1,49 @@
+"""User-facing errors of the pipeline layer: one line that names the input and the way out."""
+
+
+class SynthwatchError(Exception):
+    """Base of every error the CLI reports as a one-line message."""
+
+    exit_code = 2
+
+
+class WarehouseBusy(SynthwatchError):
+    """Another process holds the warehouse's write lock for longer than the busy timeout."""
+
+
+class InvalidTableName(SynthwatchError):
+    """A table name that is not a plain SQL identifier."""
+
+
+class TableNotFound(SynthwatchError):
+    """A table that does not exist in the warehouse."""
+
+
+class IngestError(SynthwatchError):
+    """A source that cannot be read: missing, empty, malformed, or of the wrong kind."""
+
+
+class ValidationFailed(SynthwatchError):
+    """Data that failed its expectation suite before it was written."""
+
+    def __init__(self, message: str, failures: list[dict] | None = None):
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class ConfigError(SynthwatchError):
+    """A pipeline config file that is missing, malformed or names unknown stages."""
+
+
+class DatasetError(SynthwatchError):
+    """A data set that is unknown or cannot be fetched."""
+
+
+class ServerError(SynthwatchError):
+    """The local Prefect server cannot be started, stopped or reached."""
+
+
+class GateFailed(SynthwatchError):
+    """A synthetic table failed its quality gate and was quarantined."""
+
+    exit_code = 1

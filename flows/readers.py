@@ -1,0 +1,331 @@
+"""Readers that turn a source file or folder into rows: DuckDB's own readers for tables, numpy for images."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flows.errors import IngestError
+
+CSV_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".test"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+KINDS = ("tabular", "timeseries", "image")
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def check_source(source: str | Path) -> Path:
+    """The source path if it exists and is not empty; IngestError otherwise."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise IngestError(f"source {path} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise IngestError(f"source {path} is empty (0 bytes)")
+    return path
+
+
+def source_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's relative paths and bytes in sorted order."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            digest.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _strip_compression(path: Path) -> str:
+    name = path.name.lower()
+    for ext in (".gz", ".zst"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return Path(name).suffix
+
+
+def _looks_delimited(path: Path, lines: int = 50) -> bool:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", errors="replace") as fh:
+        head = [line for _, line in zip(range(lines), fh)]
+    return any(sum(d in line for line in head) >= max(1, len(head) // 2) for d in (",", ";", "\t", "|"))
+
+
+@dataclass
+class TabularSource:
+    """A SELECT over a file that DuckDB reads directly, plus what was detected about it."""
+
+    select_sql: str
+    params: list = field(default_factory=list)
+    format: str = "csv"
+    dialect: dict = field(default_factory=dict)
+
+
+def tabular_select(path: Path, *, delimiter: str | None = None, header: bool | None = None,
+                   columns: list[str] | None = None, fmt: str | None = None, skip: int = 0) -> TabularSource:
+    """Build a strict DuckDB read for a CSV (any delimiter, header or not), Parquet or JSON-lines file."""
+    if path.is_dir():
+        raise IngestError(f"source {path} is a folder; tabular sources are CSV, Parquet or JSON-lines files")
+    suffix = _strip_compression(path)
+    fmt = fmt or ("parquet" if suffix in PARQUET_SUFFIXES else "json" if suffix in JSON_SUFFIXES else "csv")
+    if fmt == "parquet":
+        return TabularSource(f"SELECT * FROM read_parquet({_sql_literal(path)})", format="parquet")
+    if fmt == "json":
+        return TabularSource(
+            f"SELECT * FROM read_json({_sql_literal(path)}, format='newline_delimited')", format="json"
+        )
+    # Sniff the dialect, then read with auto-detection off: DuckDB's lenient auto mode can silently drop
+    # malformed rows, while an explicit dialect and column list fails on the first inconsistent line.
+    # Leading lines are skipped only when asked: the sniffer would otherwise skip malformed lines silently.
+    options = [f"skip={int(skip)}"]
+    if delimiter is not None:
+        options.append(f"delim={_sql_literal(delimiter)}")
+    if header is not None:
+        options.append(f"header={'true' if header else 'false'}")
+    sniff_sql = (f"SELECT Delimiter, Quote, Escape, HasHeader, Columns, SkipRows "
+                 f"FROM sniff_csv({_sql_literal(path)}, {', '.join(options)})")
+    try:
+        delim, quote, escape, has_header, cols, skip = duckdb.execute(sniff_sql).fetchone()
+    except duckdb.Error as exc:
+        raise IngestError(f"malformed CSV {path}: {str(exc).splitlines()[0]} (no consistent delimiter)") from None
+    if not cols:
+        raise IngestError(f"source {path} has no columns")
+    if len(cols) == 1 and delimiter is None and _looks_delimited(path):
+        raise IngestError(f"malformed CSV {path}: no delimiter splits every row into the same number of fields; "
+                          "fix the file, or pass --delimiter (and --skip for a preamble)")
+    names = [c["name"] for c in cols]
+    if columns:
+        if len(columns) != len(names):
+            raise IngestError(f"--columns names {len(columns)} columns but {path} has {len(names)}")
+        names = list(columns)
+    col_spec = "{" + ", ".join(f"{_sql_literal(n)}: {_sql_literal(c['type'])}" for n, c in zip(names, cols)) + "}"
+
+    def opt(value: str) -> str:
+        return "''" if value == "(empty)" else _sql_literal(value)
+
+    read = (
+        f"read_csv({_sql_literal(path)}, auto_detect=false, delim={opt(delim)}, quote={opt(quote)}, "
+        f"escape={opt(escape)}, header={'true' if has_header else 'false'}, skip={int(skip)}, "
+        f"columns={col_spec}, strict_mode=true, null_padding=false)"
+    )
+    dialect = {"delimiter": delim, "header": bool(has_header), "quote": quote, "skip": int(skip)}
+    return TabularSource(f"SELECT * FROM {read}", format="csv", dialect=dialect)
+
+
+def read_tabular_frame(path: Path, **options) -> pd.DataFrame:
+    """Read a tabular file into a DataFrame with the same strict reader the warehouse uses."""
+    src = tabular_select(path, **options)
+    try:
+        return duckdb.execute(src.select_sql, src.params).df()
+    except duckdb.Error as exc:
+        raise IngestError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
+
+
+# ---------------------------------------------------------------- time series
+def prepare_timeseries(df: pd.DataFrame, *, time_column: str | None = None, id_column: str | None = None,
+                       layout: str = "long") -> tuple[pd.DataFrame, dict]:
+    """Parse timestamps, melt wide layouts, sort by (series, time); returns the frame and its summary."""
+    if df.empty:
+        raise IngestError("time series source has no rows")
+    df = df.copy()
+    if time_column is None:
+        candidates = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
+        candidates += [c for c in df.columns if str(c).lower() in ("timestamp", "time", "date", "datetime", "ts", "t")
+                       and c not in candidates]
+        time_column = candidates[0] if candidates else None
+    if time_column is None:
+        time_column = "t"
+        if "t" in df.columns:
+            raise IngestError("no timestamp column found and a column named 't' exists; pass --time-column")
+        df.insert(0, "t", np.arange(len(df), dtype=np.int64))
+    elif time_column not in df.columns:
+        raise IngestError(f"time column {time_column!r} not found; columns are {', '.join(map(str, df.columns))}")
+    if id_column is not None and id_column not in df.columns:
+        raise IngestError(f"series id column {id_column!r} not found; columns are {', '.join(map(str, df.columns))}")
+    ts = df[time_column]
+    if not (pd.api.types.is_integer_dtype(ts) or pd.api.types.is_datetime64_any_dtype(ts)):
+        parsed = pd.to_datetime(ts, errors="coerce", utc=False)
+        bad = int(parsed.isna().sum() - ts.isna().sum())
+        if bad:
+            example = ts[parsed.isna() & ts.notna()].iloc[0]
+            raise IngestError(f"{bad} value(s) of time column {time_column!r} are not timestamps (e.g. {example!r})")
+        df[time_column] = parsed
+    if df[time_column].isna().any():
+        raise IngestError(f"time column {time_column!r} has {int(df[time_column].isna().sum())} missing value(s)")
+    if layout == "wide":
+        value_cols = [c for c in df.columns if c != time_column]
+        df = df.melt(id_vars=[time_column], value_vars=value_cols, var_name="series_id", value_name="value")
+        id_column = "series_id"
+    elif layout != "long":
+        raise IngestError(f"unknown time-series layout {layout!r}: use long or wide")
+    keys = [id_column, time_column] if id_column else [time_column]
+    df = df.sort_values(keys, kind="mergesort").reset_index(drop=True)
+    value_cols = [c for c in df.columns if c not in keys]
+    if not value_cols:
+        raise IngestError("time series has no value columns besides the timestamp and series id")
+    groups = df.groupby(id_column, sort=False)[time_column] if id_column else [(None, df[time_column])]
+    lengths, freqs, gaps, dups = [], [], 0, 0
+    for _, times in groups:
+        lengths.append(len(times))
+        diffs = times.diff().dropna()
+        if len(diffs):
+            step = diffs.mode().iloc[0]
+            freqs.append(str(step))
+            gaps += int((diffs > step).sum())
+            dups += int((diffs == diffs.iloc[0] * 0).sum())
+    summary = {
+        "time_column": time_column, "id_column": id_column, "value_columns": [str(c) for c in value_cols],
+        "series": len(lengths), "min_length": int(min(lengths)), "max_length": int(max(lengths)),
+        "frequency": max(set(freqs), key=freqs.count) if freqs else None, "gaps": gaps,
+        "duplicate_timestamps": dups,
+        "start": str(df[time_column].min()), "end": str(df[time_column].max()),
+    }
+    return df, summary
+
+
+# ---------------------------------------------------------------- images
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise IngestError(f"cannot read IDX file {path}: {exc}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise IngestError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise IngestError(f"IDX file {path} is truncated: expected {int(np.prod(dims))} values, found {body.size}")
+    return body.reshape(dims)
+
+
+def _idx_labels_for(path: Path) -> Path | None:
+    name = path.name
+    for a, b in (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1")):
+        if a in name:
+            candidate = path.with_name(name.replace(a, b))
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def _to_nhwc(images: np.ndarray, origin: str) -> np.ndarray:
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise IngestError(f"{origin}: expected images shaped (n, h, w) or (n, h, w, c) with c in 1/3/4, "
+                          f"got {images.shape}")
+    return images
+
+
+def read_images(path: Path) -> tuple[np.ndarray, list[str | None], list[str]]:
+    """Images (n, h, w, c), their labels (None where unknown) and their origin names."""
+    if path.is_dir():
+        from PIL import Image, UnidentifiedImageError
+
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise IngestError(f"folder {path} has no PNG or JPEG images")
+        arrays, labels, names, shape = [], [], [], None
+        for f in files:
+            try:
+                with Image.open(f) as img:
+                    arr = np.asarray(img.convert("L") if img.mode in ("L", "1", "P", "I;16") else img.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise IngestError(f"cannot read image {f}: {exc}") from None
+            if shape is None:
+                shape = arr.shape
+            elif arr.shape != shape:
+                raise IngestError(f"image {f} is {arr.shape[1]}x{arr.shape[0]} but the first image is "
+                                  f"{shape[1]}x{shape[0]}; all images must have one size")
+            arrays.append(arr)
+            rel = f.relative_to(path)
+            labels.append(rel.parts[0] if len(rel.parts) > 1 else None)
+            names.append(str(rel))
+        return _to_nhwc(np.stack(arrays), str(path)), labels, names
+    suffix = _strip_compression(path)
+    if suffix == ".npy":
+        try:
+            images = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise IngestError(f"cannot read {path}: {exc}") from None
+        labels = [None] * len(images)
+    elif suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                key = next((k for k in ("images", "x", "X", "arr_0") if k in z.files), None)
+                if key is None:
+                    raise IngestError(f"{path} has no 'images', 'x' or 'arr_0' array (found {', '.join(z.files)})")
+                images = z[key]
+                lab_key = next((k for k in ("labels", "y", "Y") if k in z.files), None)
+                labels = [str(v) for v in z[lab_key]] if lab_key else [None] * len(images)
+        except ValueError as exc:
+            raise IngestError(f"cannot read {path}: {exc}") from None
+    elif "idx" in path.name.lower() or path.name.endswith("-ubyte.gz") or path.name.endswith("-ubyte"):
+        images = _read_idx(path)
+        label_path = _idx_labels_for(path)
+        labels = [str(v) for v in _read_idx(label_path)] if label_path else [None] * len(images)
+    elif suffix in IMAGE_SUFFIXES:
+        raise IngestError(f"{path} is a single image; put images in a folder (sub-folders name their labels)")
+    else:
+        raise IngestError(f"{path}: unknown image source; use a folder of PNG/JPEG, .npy, .npz or IDX files")
+    images = _to_nhwc(np.asarray(images), str(path))
+    if len(labels) != len(images):
+        raise IngestError(f"{path}: {len(images)} images but {len(labels)} labels")
+    return images, labels, [f"{path.name}[{i}]" for i in range(len(images))]
+
+
+def images_to_frame(images: np.ndarray, labels: list[str | None], names: list[str]) -> tuple[pd.DataFrame, dict]:
+    """One row per image: id, label, height, width, channels, dtype and the raw pixel bytes (row-major HWC)."""
+    if len(images) == 0:
+        raise IngestError("image source holds no images")
+    if np.issubdtype(images.dtype, np.floating):
+        if not np.isfinite(images).all():
+            raise IngestError("image array has NaN or infinite pixels")
+        images = images.astype(np.float32)
+    elif images.dtype != np.uint8:
+        if images.min() < 0 or images.max() > 255:
+            raise IngestError(f"integer images must lie in 0..255, found {images.min()}..{images.max()}")
+        images = images.astype(np.uint8)
+    n, h, w, c = images.shape
+    flat = images.reshape(n, -1)
+    frame = pd.DataFrame({
+        "id": np.arange(n, dtype=np.int64),
+        "label": pd.Series(labels, dtype="string"),
+        "height": np.full(n, h, dtype=np.int32),
+        "width": np.full(n, w, dtype=np.int32),
+        "channels": np.full(n, c, dtype=np.int32),
+        "dtype": str(images.dtype),
+        "origin": names,
+        "pixels": [row.tobytes() for row in flat],
+    })
+    counts = pd.Series([lab for lab in labels if lab is not None]).value_counts()
+    summary = {"images": n, "height": h, "width": w, "channels": c, "dtype": str(images.dtype),
+               "labels": {str(k): int(v) for k, v in counts.sort_index().items()}}
+    return frame, summary
+
+
+def frame_to_images(frame: pd.DataFrame) -> np.ndarray:
+    """Inverse of images_to_frame: the (n, h, w, c) array stored in an image table."""
+    if frame.empty:
+        return np.zeros((0, 0, 0, 0), dtype=np.uint8)
+    h, w, c = (int(frame[k].iloc[0]) for k in ("height", "width", "channels"))
+    dtype = np.dtype(frame["dtype"].iloc[0])
+    buf = b"".join(bytes(p) for p in frame["pixels"])
+    return np.frombuffer(buf, dtype=dtype).reshape(len(frame), h, w, c)

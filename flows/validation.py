@@ -1,0 +1,83 @@
+"""Great Expectations checks run on every ingested frame before it is written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import pandas as pd
+
+from flows.errors import ValidationFailed
+
+_TYPE_FAMILIES = {
+    "integer": ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64"],
+    "float": ["float16", "float32", "float64", "Float32", "Float64"],
+    "boolean": ["bool", "boolean"],
+    "datetime": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"],
+}
+
+
+def _type_family(dtype) -> str | None:
+    name = str(dtype)
+    for family, names in _TYPE_FAMILIES.items():
+        if name in names or (family == "datetime" and name.startswith("datetime64")):
+            return family
+    return None
+
+
+def _context():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return gx, context
+
+
+def validate_frame(df: pd.DataFrame, *, name: str, expected_types: dict[str, str] | None = None,
+                   key_columns: list[str] | tuple[str, ...] = ()) -> dict:
+    """Validate columns, types, non-empty and non-null keys; raise ValidationFailed listing every failure."""
+    gx, context = _context()
+    expected_types = expected_types or {c: _type_family(t) for c, t in df.dtypes.items()}
+    missing_keys = [k for k in key_columns if k not in df.columns]
+    if missing_keys:
+        raise ValidationFailed(
+            f"{name}: key column(s) {', '.join(missing_keys)} not found; columns are {', '.join(map(str, df.columns))}"
+        )
+    suite = gx.ExpectationSuite(name=f"ingest_{name}")
+    suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=[str(c) for c in df.columns]))
+    suite.add_expectation(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
+    for column, family in expected_types.items():
+        if family in _TYPE_FAMILIES:
+            suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInTypeList(
+                column=str(column), type_list=_TYPE_FAMILIES[family]))
+    for key in key_columns:
+        suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=str(key)))
+    source = context.data_sources.add_pandas(f"ingest_{name}")
+    batch_definition = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+        result = batch.validate(suite, result_format="SUMMARY")
+    failures = []
+    for item in result.results:
+        if not item.success:
+            config = item.expectation_config
+            kwargs = {k: v for k, v in config.kwargs.items() if k in ("column", "type_list", "min_value")}
+            observed = (item.result or {}).get("observed_value", (item.result or {}).get("unexpected_count"))
+            failures.append({"expectation": config.type, **kwargs, "observed": observed})
+    summary = {"suite": suite.name, "evaluated": len(result.results), "success": bool(result.success),
+               "failures": failures}
+    if not result.success:
+        detail = "; ".join(
+            f"{f['expectation']}({f.get('column', '')}) observed {f['observed']}" for f in failures[:5]
+        )
+        raise ValidationFailed(f"{name}: {len(failures)} expectation(s) failed, nothing written: {detail}", failures)
+    return summary

@@ -1,0 +1,102 @@
+"""Shared fixtures: an isolated data dir per test, one Prefect home per session, small real data frames."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="synthwatch-tests-"))
+
+# Before anything imports prefect, sdv or torch: keep their state out of the home dir and off the network.
+os.environ["SYNTHWATCH_PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
+os.environ.setdefault("SYNTHWATCH_BUSY_TIMEOUT", "5")
+from flows.prefect_env import configure_prefect  # noqa: E402
+
+configure_prefect(_SESSION_DIR / "prefect", _SESSION_DIR)
+
+
+def raw_file(dataset: str, name: str) -> Path:
+    """A file of a fetched real data set, fetching it into data/raw/ on first use."""
+    path = ROOT / "data" / "raw" / dataset / name
+    if not path.is_file():
+        from flows.datasets import fetch
+
+        fetch(dataset, ROOT / "data" / "raw")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    monkeypatch.setenv("SYNTHWATCH_DATA_DIR", str(d))
+    monkeypatch.delenv("SYNTHWATCH_DB", raising=False)
+    return d
+
+
+@pytest.fixture
+def settings(data_dir):
+    from flows.config import Settings
+
+    return Settings.from_env(data_dir=data_dir)
+
+
+@pytest.fixture
+def warehouse(settings):
+    from flows.warehouse import Warehouse
+
+    return Warehouse(settings.db_path)
+
+
+@pytest.fixture
+def cli(data_dir, capsys):
+    """Run the CLI in-process: cli([...]) -> (exit_code, stdout, stderr)."""
+    from flows.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def adult_frame():
+    import pandas as pd
+
+    return pd.read_csv(raw_file("adult", "adult.csv"))
+
+
+@pytest.fixture
+def adult_small(adult_frame):
+    """600 real Adult rows (a fresh copy per test)."""
+    return adult_frame.sample(600, random_state=0).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def creditcard_frame():
+    import duckdb
+
+    path = str(raw_file("creditcard", "creditcard.csv")).replace("'", "''")
+    return duckdb.execute(
+        f"SELECT * FROM (SELECT * FROM read_csv('{path}') WHERE Class = 0 USING SAMPLE 1950 ROWS (reservoir, 7)) "
+        f"UNION ALL (SELECT * FROM read_csv('{path}') WHERE Class = 1 LIMIT 50)"
+    ).df()
+
+
+@pytest.fixture
+def creditcard_small(creditcard_frame):
+    """2,000 real transactions: 1,950 normal and 50 frauds, sorted by Time."""
+    return creditcard_frame.sort_values("Time").reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def raw_data():
+    """raw_data('adult', 'adult.csv') -> path of a fetched real data file."""
+    return raw_file
