@@ -1,0 +1,5 @@
+"""AnoGAN / f-AnoGAN detector."""
+
+from detectors.anogan.model import AnoGAN
+
+__all__ = ["AnoGAN"]

@@ -1,0 +1,392 @@
+"""The Detector protocol: learn normal data, score what is not (higher = more anomalous)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from detectors.errors import (
+    ImageSizeError,
+    InvalidDataError,
+    LabelError,
+    MissingValuesError,
+    ModelFormatError,
+    NotFittedError,
+)
+from detectors.features import TabularEncoder
+from detectors.windows import point_scores, sliding_windows
+
+FORMAT_VERSION = 1
+KINDS = ("tabular", "timeseries", "image")
+
+
+class DetectorVersionWarning(UserWarning):
+    """A model saved by other library versions than the ones loading it."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded next to every saved model."""
+    import sklearn
+    import safetensors
+
+    versions = {"numpy": np.__version__, "scikit-learn": sklearn.__version__, "safetensors": safetensors.__version__}
+    try:
+        from importlib.metadata import version
+
+        versions["synthwatch"] = version("synthwatch")
+    except Exception:  # noqa: BLE001 - running from a source checkout without metadata
+        versions["synthwatch"] = "unknown"
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def infer_kind(data: Any) -> str:
+    """Guess the data kind: DataFrames and 2-D arrays are tables, 1-D series, 3-D/4-D images."""
+    if isinstance(data, pd.DataFrame):
+        return "tabular"
+    ndim = np.ndim(data)
+    if ndim == 1:
+        return "timeseries"
+    if ndim == 2:
+        return "tabular"
+    if ndim in (3, 4):
+        return "image"
+    raise InvalidDataError(f"cannot tell the data kind of an array with {ndim} dimensions; pass kind=...")
+
+
+def check_labels(labels: Any, n_items: int, what: str = "validation labels") -> np.ndarray:
+    """Return labels as a 0/1 int array, or raise LabelError naming the problem."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n_items:
+        raise LabelError(f"{what} must be one 0/1 value per item ({n_items}), got shape {labels.shape}")
+    if pd.isna(labels).any():
+        raise LabelError(f"{what} hold missing values; drop those items or fill their labels")
+    values = set(np.unique(labels).tolist())
+    if not values <= {0, 1, True, False}:
+        raise LabelError(f"{what} must be 0 (normal) or 1 (anomaly), got values {sorted(values)[:5]}")
+    if len(values) < 2:
+        raise LabelError(
+            f"{what} hold one class only ({values.pop()}); a threshold or metric needs both normal and "
+            "anomalous items — use a contamination rate or a fixed threshold instead"
+        )
+    return labels.astype(np.int64)
+
+
+def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Threshold t maximising F1 of `scores > t` on labelled data; returns (t, f1)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
+    best = int(np.argmax(f1))
+    # precision_recall_curve counts score >= t as positive; predict uses score > threshold_.
+    return float(np.nextafter(thresholds[best], -np.inf)), float(f1[best])
+
+
+class Detector(ABC):
+    """Base of every detector: validates input, prepares it by kind, thresholds, saves and loads.
+
+    Subclasses implement `_fit(x)` and `_score_prepared(x, mode)` on prepared float32 arrays of shape
+    (n, features) for tables, (n_windows, channels, window_length) for series and (n, c, h, w) for images,
+    plus `_get_state`/`_set_state` for persistence.
+    """
+
+    name: ClassVar[str] = ""
+    score_modes: ClassVar[tuple[str, ...]] = ("default",)
+    default_score_mode: ClassVar[str] = "default"
+
+    def __init__(self, *, kind: str = "auto", contamination: float = 0.01, threshold: float | None = None,
+                 window_length: int = 32, window_stride: int = 1, seed: int = 0):
+        self.kind = kind
+        self.contamination = contamination
+        self.threshold = threshold
+        self.window_length = window_length
+        self.window_stride = window_stride
+        self.seed = seed
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" in klass.__dict__ and klass is not object:
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
+                        names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, data: Any, *, validation_data: Any = None, validation_labels: Any = None) -> "Detector":
+        """Learn normal behaviour from `data`; set `train_scores_` and `threshold_`.
+
+        With labelled validation data the score mode (for detectors that offer several) and the threshold
+        are chosen on it (best average precision, then best F1); without, the declared default mode and
+        the contamination rate (or the fixed `threshold`) are used.
+        """
+        self._check_hyperparameters()
+        kind = infer_kind(data) if self.kind == "auto" else self.kind
+        if kind not in KINDS:
+            raise InvalidDataError(f"kind must be one of {KINDS} or 'auto', got {self.kind!r}")
+        self.kind_ = kind
+        prepared = self._prepare(data, fitting=True)
+        self.n_train_ = len(prepared)
+        self._fit(prepared)
+        self.score_mode_ = self._resolve_score_mode()
+        self.selection_ = {}
+        val_scores = val_labels = None
+        if validation_data is not None:
+            val_prepared = self._prepare(validation_data)
+            n_val = self._n_items(validation_data, val_prepared)
+            if validation_labels is not None:
+                val_labels = check_labels(validation_labels, n_val)
+            if val_labels is not None and getattr(self, "score_mode", None) == "auto" and len(self.score_modes) > 1:
+                from sklearn.metrics import average_precision_score
+
+                candidates = {m: self._items(self._score_prepared(val_prepared, m), n_val) for m in self.score_modes}
+                self.selection_ = {m: float(average_precision_score(val_labels, s)) for m, s in candidates.items()}
+                self.score_mode_ = max(self.score_modes, key=lambda m: self.selection_[m])
+                val_scores = candidates[self.score_mode_]
+            else:
+                val_scores = self._items(self._score_prepared(val_prepared, self.score_mode_), n_val)
+        n_items = self._n_items(data, prepared)
+        self.train_scores_ = self._items(self._score_prepared(prepared, self.score_mode_), n_items)
+        self._fit_threshold(self.train_scores_, val_scores, val_labels)
+        return self
+
+    def score(self, data: Any) -> np.ndarray:
+        """Anomaly score per item (row, point or image); pure: the model and the input are unchanged."""
+        self._check_fitted()
+        prepared = self._prepare(data)
+        return self._items(self._score_prepared(prepared, self.score_mode_), self._n_items(data, prepared))
+
+    def predict(self, data: Any) -> np.ndarray:
+        """1 where the score exceeds `threshold_`, else 0."""
+        return (self.score(data) > self.threshold_).astype(np.int64)
+
+    def calibrate_threshold(self, data: Any, labels: Any) -> float:
+        """Set `threshold_` to the value maximising F1 on labelled (validation) data; return it."""
+        scores = self.score(data)
+        labels = check_labels(labels, len(scores))
+        self._fit_threshold(self.train_scores_, scores, labels)
+        return self.threshold_
+
+    # ------------------------------------------------------------------ thresholds
+    def _fit_threshold(self, train_scores: np.ndarray, val_scores: np.ndarray | None,
+                       val_labels: np.ndarray | None) -> None:
+        """The one place thresholds come from: fixed value, best F1 on labelled validation, or contamination."""
+        if self.threshold is not None:
+            self.threshold_ = float(self.threshold)
+            self.threshold_source_ = "fixed"
+        elif val_scores is not None and val_labels is not None:
+            self.threshold_, self.validation_f1_ = best_f1_threshold(val_scores, val_labels)
+            self.threshold_source_ = "best_f1"
+        else:
+            self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
+            self.threshold_source_ = "contamination"
+
+    # ------------------------------------------------------------------ input preparation
+    def _check_hyperparameters(self) -> None:
+        if not 0.0 < float(self.contamination) < 0.5:
+            raise InvalidDataError(f"contamination must be in (0, 0.5), got {self.contamination}")
+        if int(self.window_length) < 1 or int(self.window_stride) < 1:
+            raise InvalidDataError("window_length and window_stride must be positive integers")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(normal_data) or load a saved model")
+
+    def _prepare(self, data: Any, fitting: bool = False) -> np.ndarray:
+        kind = self.kind_
+        if kind == "tabular":
+            if not isinstance(data, pd.DataFrame) and np.ndim(data) != 2:
+                raise InvalidDataError(f"table data must be a DataFrame or a 2-D array, got shape {np.shape(data)}")
+            if fitting:
+                self.encoder_ = TabularEncoder().fit(data)
+            x = self.encoder_.transform(data)
+            if len(x) == 0:
+                raise InvalidDataError("the table has no rows; pass at least one row")
+            return x
+        if kind == "timeseries":
+            series = data.to_numpy() if isinstance(data, (pd.DataFrame, pd.Series)) else np.asarray(data)
+            if series.dtype == object or not np.issubdtype(series.dtype, np.number):
+                raise InvalidDataError(f"a series must be numeric, got dtype {series.dtype}")
+            series = series.astype(np.float64)
+            if series.ndim == 1:
+                series = series[:, None]
+            if series.ndim != 2:
+                raise InvalidDataError(f"a series must be 1-D or (points, channels), got shape {series.shape}")
+            if not np.isfinite(series).all():
+                raise MissingValuesError("the series holds NaN or infinite values; interpolate or drop them first")
+            if fitting:
+                std = series.std(axis=0)
+                self.series_stats_ = {"mean": series.mean(axis=0).tolist(),
+                                      "std": np.where(std > 1e-12, std, 1.0).tolist()}
+            elif series.shape[1] != len(self.series_stats_["mean"]):
+                raise InvalidDataError(
+                    f"the series has {series.shape[1]} channels, the detector was trained on "
+                    f"{len(self.series_stats_['mean'])}; pass the same channels"
+                )
+            series = (series - np.asarray(self.series_stats_["mean"])) / np.asarray(self.series_stats_["std"])
+            return sliding_windows(series, int(self.window_length), int(self.window_stride)).astype(np.float32)
+        # images
+        images = np.asarray(data)
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4:
+            raise InvalidDataError(f"images must be (n, h, w) or (n, c, h, w), got shape {np.shape(data)}")
+        if not np.issubdtype(images.dtype, np.number):
+            raise InvalidDataError(f"images must be numeric, got dtype {images.dtype}")
+        if len(images) == 0:
+            raise InvalidDataError("no images given; pass at least one image")
+        scale = 255.0 if images.dtype == np.uint8 else 1.0
+        images = images.astype(np.float32) / scale
+        if not np.isfinite(images).all():
+            raise MissingValuesError("the images hold NaN or infinite pixels; fix or drop those images")
+        if fitting:
+            self.image_shape_ = list(images.shape[1:])
+            self.image_stats_ = [float(images.mean()), float(images.std()) or 1.0]
+        elif list(images.shape[1:]) != self.image_shape_:
+            c, h, w = self.image_shape_
+            raise ImageSizeError(
+                f"images are {images.shape[2]}x{images.shape[3]} with {images.shape[1]} channel(s), the detector "
+                f"was trained on {h}x{w} with {c}; resize the images to {h}x{w}"
+            )
+        return (images - self.image_stats_[0]) / self.image_stats_[1]
+
+    def _n_items(self, data: Any, prepared: np.ndarray) -> int:
+        if self.kind_ == "timeseries":
+            return len(data)
+        return len(prepared)
+
+    def _items(self, raw_scores: np.ndarray, n_items: int) -> np.ndarray:
+        raw_scores = np.asarray(raw_scores, dtype=np.float64)
+        if self.kind_ == "timeseries":
+            return point_scores(raw_scores, n_items, int(self.window_length), int(self.window_stride))
+        return raw_scores
+
+    def _resolve_score_mode(self) -> str:
+        mode = getattr(self, "score_mode", None)
+        if mode in (None, "auto"):
+            return self.default_score_mode
+        if mode not in self.score_modes:
+            raise InvalidDataError(f"score_mode must be 'auto' or one of {self.score_modes}, got {mode!r}")
+        return mode
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _fit(self, x: np.ndarray) -> None:
+        """Learn from prepared normal data."""
+
+    @abstractmethod
+    def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
+        """Raw score per prepared item (row, window or image); must not change the model."""
+
+    @abstractmethod
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fitted state as (JSON-serialisable dict, name -> torch tensor)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any], tensors: dict[str, Any]) -> None:
+        """Restore fitted state saved by `_get_state`."""
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write `model.json` and `weights.safetensors` into directory `path`; no pickle."""
+        import torch
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state, tensors = self._get_state()
+        base_state = {
+            "kind": self.kind_, "n_train": self.n_train_, "threshold": self.threshold_,
+            "threshold_source": self.threshold_source_, "score_mode": self.score_mode_,
+            "selection": self.selection_,
+            "encoder": self.encoder_.to_json() if hasattr(self, "encoder_") else None,
+            "series_stats": getattr(self, "series_stats_", None),
+            "image_shape": getattr(self, "image_shape_", None), "image_stats": getattr(self, "image_stats_", None),
+        }
+        envelope = {
+            "format_version": FORMAT_VERSION, "detector": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": self.get_params(), "base_state": base_state, "state": state, "versions": library_versions(),
+        }
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        tensors["train_scores"] = torch.as_tensor(self.train_scores_, dtype=torch.float64)
+        save_file(tensors, str(path / "weights.safetensors"))
+        (path / "model.json").write_text(json.dumps(envelope, indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Detector":
+        """Load a model saved by `save`; `Detector.load` resolves the class from the registry."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        meta_path, weights_path = path / "model.json", path / "weights.safetensors"
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise ModelFormatError(f"{path} is not a saved detector (needs model.json and weights.safetensors)")
+        try:
+            envelope = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFormatError(f"{meta_path} is not valid JSON ({exc.msg}); re-save the model") from None
+        if envelope.get("format_version") != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{path} has format version {envelope.get('format_version')}, this synthwatch reads "
+                f"{FORMAT_VERSION}; retrain the detector"
+            )
+        name = envelope.get("detector")
+        if cls is Detector:
+            from detectors.registry import get_detector_class
+
+            klass = get_detector_class(name)
+        else:
+            if name != cls.name:
+                raise ModelFormatError(f"{path} holds a {name!r} detector, not {cls.name!r}; load it with Detector.load")
+            klass = cls
+        saved, current = envelope.get("versions", {}), library_versions()
+        differing = {k: (saved.get(k), v) for k, v in current.items() if k in saved and saved[k] != v}
+        if differing:
+            warnings.warn(
+                f"{path} was saved with other library versions {differing} (saved, current); scores may differ — "
+                "retrain if they matter",
+                DetectorVersionWarning, stacklevel=2,
+            )
+        model = klass(**envelope["params"])
+        base = envelope["base_state"]
+        model.kind_ = base["kind"]
+        model.n_train_ = base["n_train"]
+        model.threshold_ = float(base["threshold"])
+        model.threshold_source_ = base["threshold_source"]
+        model.score_mode_ = base["score_mode"]
+        model.selection_ = base["selection"]
+        if base["encoder"] is not None:
+            model.encoder_ = TabularEncoder.from_json(base["encoder"])
+        for key in ("series_stats", "image_shape", "image_stats"):
+            if base[key] is not None:
+                setattr(model, key + "_", base[key])
+        tensors = load_file(str(weights_path))
+        model.train_scores_ = tensors.pop("train_scores").numpy().astype(np.float64)
+        model._set_state(envelope["state"], tensors)
+        return model

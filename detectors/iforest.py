@@ -1,0 +1,108 @@
+"""IsolationForest behind the Detector protocol, saved as tree arrays (no pickle) and scored from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from detectors.base import Detector
+
+_EULER_GAMMA = 0.5772156649015329
+
+
+def average_path_length(n: np.ndarray) -> np.ndarray:
+    """c(n): average path length of an unsuccessful search in a binary search tree of n items."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + _EULER_GAMMA) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+class IsolationForest(Detector):
+    """scikit-learn's IsolationForest; score = 2^(-E[h(x)] / c(max_samples)), higher = more anomalous.
+
+    After fitting, each tree is kept as flat arrays (children, split feature and threshold, node sizes) and scoring
+    walks those arrays, so a saved model is plain tensors and a loaded one scores exactly like the fitted one.
+    """
+
+    name = "iforest"
+    score_modes = ("isolation",)
+    default_score_mode = "isolation"
+
+    def __init__(self, *, n_estimators: int = 100, max_samples: int | str = "auto", max_features: float = 1.0,
+                 kind: str = "auto", contamination: float = 0.01, threshold: float | None = None,
+                 window_length: int = 32, window_stride: int = 1, seed: int = 0):
+        super().__init__(kind=kind, contamination=contamination, threshold=threshold,
+                         window_length=window_length, window_stride=window_stride, seed=seed)
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.max_features = max_features
+
+    def _fit(self, x: np.ndarray) -> None:
+        from sklearn.ensemble import IsolationForest as SkIsolationForest
+
+        flat = x.reshape(len(x), -1)
+        forest = SkIsolationForest(n_estimators=int(self.n_estimators), max_samples=self.max_samples,
+                                   max_features=self.max_features, random_state=int(self.seed), n_jobs=1)
+        forest.fit(flat)
+        self.max_samples_ = int(forest.max_samples_)
+        self.n_features_in_ = flat.shape[1]
+        subsample = forest._max_features != flat.shape[1]
+        trees = []
+        for estimator, features in zip(forest.estimators_, forest.estimators_features_):
+            t = estimator.tree_
+            trees.append({
+                "children_left": t.children_left.astype(np.int64), "children_right": t.children_right.astype(np.int64),
+                "feature": t.feature.astype(np.int64), "threshold": t.threshold.astype(np.float64),
+                "n_node_samples": t.n_node_samples.astype(np.int64),
+                "features": np.asarray(features, dtype=np.int64) if subsample
+                else np.arange(flat.shape[1], dtype=np.int64),
+            })
+        self._set_trees(trees)
+
+    def _set_trees(self, trees: list[dict[str, np.ndarray]]) -> None:
+        self.trees_ = trees
+        for tree in trees:
+            depth = np.zeros(len(tree["children_left"]), dtype=np.float64)
+            for node in range(len(depth)):  # children always have larger ids than their parent
+                left, right = tree["children_left"][node], tree["children_right"][node]
+                if left >= 0:
+                    depth[left] = depth[right] = depth[node] + 1
+            # Path length of an item ending in a leaf: its depth plus c(size) for the items left unsplit there.
+            tree["path_length"] = depth + average_path_length(tree["n_node_samples"])
+
+    def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
+        # Trees were grown on float32 (sklearn's tree dtype); cast the same way so splits agree exactly.
+        flat = x.reshape(len(x), -1).astype(np.float32).astype(np.float64)
+        rows = np.arange(len(flat))
+        depths = np.zeros(len(flat))
+        for tree in self.trees_:
+            sub = flat[:, tree["features"]]
+            node = np.zeros(len(flat), dtype=np.int64)
+            while True:
+                left = tree["children_left"][node]
+                active = left >= 0
+                if not active.any():
+                    break
+                go_left = sub[rows, np.maximum(tree["feature"][node], 0)] <= tree["threshold"][node]
+                node = np.where(active, np.where(go_left, left, tree["children_right"][node]), node)
+            depths += tree["path_length"][node]
+        denominator = len(self.trees_) * average_path_length(np.array([self.max_samples_]))[0]
+        return 2.0 ** (-depths / denominator)
+
+    _KEYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples", "features")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        tensors = {f"tree{i}.{k}": torch.from_numpy(np.ascontiguousarray(tree[k]))
+                   for i, tree in enumerate(self.trees_) for k in self._KEYS}
+        return {"max_samples": self.max_samples_, "n_trees": len(self.trees_),
+                "n_features_in": self.n_features_in_}, tensors
+
+    def _set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.max_samples_ = int(state["max_samples"])
+        self.n_features_in_ = int(state["n_features_in"])
+        self._set_trees([{k: tensors[f"tree{i}.{k}"].numpy() for k in self._KEYS} for i in range(state["n_trees"])])
