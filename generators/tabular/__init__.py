@@ -1,0 +1,1 @@
+"""Tabular generators; import them through `generators.registry` (lazy) or directly from their modules."""

@@ -1,0 +1,176 @@
+"""Autoregressive generator: rows drawn column by column from a masked per-column network."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from generators.base import Generator, torch_generator
+from generators.codec import ModelColumn
+from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens, tokens_to_numeric
+
+log = logging.getLogger("generators.autoregressive")
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class AutoregressiveGenerator(Generator):
+    """Learns p(x_1) p(x_2|x_1) ... p(x_m|x_<m) with cross-entropy; numerics become quantile-bin tokens.
+
+    A numeric value is drawn uniformly inside its sampled bin, so samples follow a smooth distribution instead of
+    re-using real values. Training stops early when the loss on a held-back validation share stops improving
+    for `patience` epochs; the best epoch's weights are kept.
+    """
+
+    name = "autoregressive"
+
+    def __init__(self, *, epochs: int = 60, batch_size: int = 512, hidden: int = 128, embedding_dim: int = 8,
+                 max_bins: int = 32, learning_rate: float = 3e-3, dropout: float = 0.1,
+                 validation_fraction: float = 0.1, patience: int = 4, num_threads: int | None = 1,
+                 seed: int = 0):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.hidden = hidden
+        self.embedding_dim = embedding_dim
+        self.max_bins = max_bins
+        self.learning_rate = learning_rate
+        self.dropout = dropout
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        # one thread by default: on a shared 2-core machine extra threads thrash instead of helping
+        self.num_threads = num_threads
+        self.seed = seed
+
+    # ------------------------------------------------------------ tokens
+    def _tokenize(self, frame: pd.DataFrame) -> np.ndarray:
+        cols = []
+        for j, c in enumerate(self.model_columns_):
+            x = frame[c.name].to_numpy()
+            cols.append(x.astype(np.int64) if c.type == "categorical"
+                        else numeric_to_tokens(x.astype(float), self.atoms_[j], self.edges_[j]))
+        return np.stack(cols, axis=1)
+
+    def _vocab_sizes(self) -> list[int]:
+        return [c.n_categories if c.type == "categorical"
+                else len(self.atoms_[j]) + max(len(self.edges_[j]) - 1, 0)
+                for j, c in enumerate(self.model_columns_)]
+
+    def _build(self):
+        from generators.tabular.autoregressive.torch_model import ColumnwiseAutoregressiveNet
+
+        return ColumnwiseAutoregressiveNet(self._vocab_sizes(), self.embedding_dim, self.hidden, self.dropout)
+
+    # --------------------------------------------------------------- fit
+    def _fit(self, frame: pd.DataFrame, columns: list[ModelColumn]) -> None:
+        import torch
+
+        self.model_columns_ = columns
+        self.atoms_, self.edges_ = {}, {}
+        for j, c in enumerate(columns):
+            if c.type == "numeric":
+                self.atoms_[j], self.edges_[j] = fit_numeric_tokens(frame[c.name].to_numpy(float), self.max_bins)
+        tokens = torch.from_numpy(self._tokenize(frame))
+        rng = np.random.default_rng(self.seed)
+        perm = rng.permutation(len(tokens))
+        n_val = int(len(tokens) * self.validation_fraction) if len(tokens) >= 20 else 0
+        val, train = tokens[perm[:n_val]], tokens[perm[n_val:]]
+        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+            torch.manual_seed(self.seed)
+            net = self._build()
+            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+            g = torch_generator(rng)
+            best, best_state, stale = math.inf, None, 0
+            self.history_ = []
+            start = time.perf_counter()
+            for epoch in range(1, self.epochs + 1):
+                net.train()
+                order = torch.randperm(len(train), generator=g)
+                total = 0.0
+                for i in range(0, len(train), self.batch_size):
+                    batch = train[order[i:i + self.batch_size]]
+                    loss = self._loss(net, batch)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += loss.item() * len(batch)
+                train_loss = total / len(train)
+                net.eval()
+                with torch.no_grad():
+                    val_loss = (sum(self._loss(net, val[i:i + 4096]).item() * len(val[i:i + 4096])
+                                    for i in range(0, len(val), 4096)) / len(val)) if n_val else train_loss
+                self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+                log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, self.epochs, train_loss,
+                         val_loss, time.perf_counter() - start)
+                if val_loss < best - 1e-4:
+                    best, stale = val_loss, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+            net.load_state_dict(best_state)
+        net.eval()
+        self.net_ = net
+        self.epochs_run_ = len(self.history_)
+
+    @staticmethod
+    def _loss(net, batch):
+        import torch.nn.functional as F
+
+        logits = net(batch)  # (m, B, vmax)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1)) * batch.shape[1]
+
+    # ------------------------------------------------------------ sample
+    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        import torch
+
+        g = torch_generator(rng)
+        m = len(self.model_columns_)
+        tokens = torch.zeros((n, m), dtype=torch.long)
+        with torch.no_grad(), _threads(self.num_threads):
+            for start in range(0, n, 65536):
+                chunk = tokens[start:start + 65536]
+                for j in range(m):
+                    probs = torch.softmax(self.net_.column_logits(chunk, j), dim=1)
+                    chunk[:, j] = torch.multinomial(probs, 1, generator=g)[:, 0]
+        tok = tokens.numpy()
+        out = {}
+        for j, c in enumerate(self.model_columns_):
+            out[c.name] = (tok[:, j].astype(np.int64) if c.type == "categorical"
+                           else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng))
+        return pd.DataFrame(out)
+
+    # ------------------------------------------------------- persistence
+    def _get_state(self):
+        arrays = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        for j in self.atoms_:
+            arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
+        return {"numeric": sorted(self.atoms_), "history": self.history_}, arrays
+
+    def _set_state(self, state, arrays):
+        import torch
+
+        self.atoms_ = {j: arrays[f"atoms{j}"] for j in state["numeric"]}
+        self.edges_ = {j: arrays[f"edges{j}"] for j in state["numeric"]}
+        self.history_ = state["history"]
+        self.epochs_run_ = len(self.history_)
+        net = self._build()
+        net.load_state_dict({k[4:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net.")})
+        net.eval()
+        self.net_ = net

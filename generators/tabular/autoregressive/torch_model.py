@@ -1,0 +1,52 @@
+"""The network: one masked MLP per column, all evaluated in one batched pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ColumnwiseAutoregressiveNet(nn.Module):
+    """p(x_j | x_<j) for every column j: token embeddings of earlier columns -> a per-column 2-layer MLP -> logits.
+
+    Vocabularies of different sizes are padded to the largest; padded logits are masked to -inf.
+    """
+
+    def __init__(self, vocab_sizes: list[int], embedding_dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        m, e, h = len(vocab_sizes), embedding_dim, hidden
+        self.vocab_sizes = list(vocab_sizes)
+        vmax = max(vocab_sizes)
+        self.register_buffer("offsets", torch.tensor([0] + list(torch.tensor(vocab_sizes).cumsum(0)[:-1].tolist())))
+        self.embed = nn.Embedding(sum(vocab_sizes), e)
+        # column j sees the embeddings of columns < j only
+        self.register_buffer("prefix_mask", torch.tril(torch.ones(m, m), diagonal=-1).repeat_interleave(e, dim=1))
+        self.w1 = nn.Parameter(torch.randn(m, m * e, h) / (m * e) ** 0.5)
+        self.b1 = nn.Parameter(torch.zeros(m, h))
+        self.w2 = nn.Parameter(torch.randn(m, h, h) / h ** 0.5)
+        self.b2 = nn.Parameter(torch.zeros(m, h))
+        self.w3 = nn.Parameter(torch.randn(m, h, vmax) / h ** 0.5 * 0.1)
+        self.b3 = nn.Parameter(torch.zeros(m, vmax))
+        pad = torch.zeros(m, vmax)
+        for j, v in enumerate(vocab_sizes):
+            pad[j, v:] = float("-inf")
+        self.register_buffer("logit_pad", pad)
+        self.dropout = nn.Dropout(dropout)
+
+    def _context(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed(tokens + self.offsets).flatten(1)  # (B, m*e)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (m, B, vmax) for every column given the true earlier columns (teacher forcing)."""
+        ctx = self._context(tokens)
+        x = ctx.unsqueeze(0) * self.prefix_mask[:, None, :]  # (m, B, m*e)
+        h = self.dropout(torch.relu(torch.baddbmm(self.b1[:, None, :], x, self.w1)))
+        h = self.dropout(torch.relu(torch.baddbmm(self.b2[:, None, :], h, self.w2)))
+        return torch.baddbmm(self.b3[:, None, :], h, self.w3) + self.logit_pad[:, None, :]
+
+    def column_logits(self, tokens: torch.Tensor, j: int) -> torch.Tensor:
+        """Logits (B, vocab_j) of column j given tokens whose columns < j are filled."""
+        x = self._context(tokens) * self.prefix_mask[j]
+        h = torch.relu(x @ self.w1[j] + self.b1[j])
+        h = torch.relu(h @ self.w2[j] + self.b2[j])
+        return (h @ self.w3[j] + self.b3[j])[:, : self.vocab_sizes[j]]

@@ -1,0 +1,102 @@
+"""Gaussian-mixture generator: numerics to normal scores, categoricals one-hot, components chosen by BIC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from generators.base import Generator
+from generators.codec import ModelColumn
+
+_N_QUANTILES = 256
+
+
+class GMMGenerator(Generator):
+    """A full-covariance Gaussian mixture over transformed columns; fast and dependable on small tables.
+
+    Numeric columns go through their empirical quantiles to standard normal scores; categoricals become
+    one-hot blocks decoded by argmax. The number of components is the BIC minimum over 1..max_components,
+    chosen on a subsample of at most `bic_rows` rows.
+    """
+
+    name = "gmm"
+
+    def __init__(self, *, max_components: int = 10, bic_rows: int = 3000, max_fit_rows: int = 10000,
+                 seed: int = 0):
+        self.max_components = max_components
+        self.bic_rows = bic_rows
+        self.max_fit_rows = max_fit_rows
+        self.seed = seed
+
+    def _encode(self, frame: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for j, c in enumerate(self.model_columns_):
+            x = frame[c.name].to_numpy()
+            if c.type == "categorical":
+                parts.append(np.eye(c.n_categories)[x.astype(np.int64)])
+            else:
+                q = self.quantiles_[j]
+                z = np.interp(x, q, self._levels)
+                parts.append(z[:, None])
+        return np.hstack(parts)
+
+    @property
+    def _levels(self) -> np.ndarray:
+        p = np.linspace(0, 1, _N_QUANTILES)
+        return ndtri(np.clip(p, 1e-3, 1 - 1e-3))
+
+    def _fit(self, frame: pd.DataFrame, columns: list[ModelColumn]) -> None:
+        from sklearn.mixture import GaussianMixture
+
+        self.model_columns_ = columns
+        rng = np.random.default_rng(self.seed)
+        self.quantiles_ = {j: np.quantile(frame[c.name].to_numpy(), np.linspace(0, 1, _N_QUANTILES))
+                           for j, c in enumerate(columns) if c.type == "numeric"}
+        Z = self._encode(frame)
+        sub = Z[rng.permutation(len(Z))[: self.bic_rows]]
+        candidates = sorted({k for k in (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 25, 30) if k <= self.max_components}
+                            | {self.max_components})
+        best_k, best_bic = 1, np.inf
+        for k in candidates:
+            if k > max(1, len(sub) // 5):
+                break
+            gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=self.seed,
+                                 max_iter=100).fit(sub)
+            bic = gm.bic(sub)
+            if bic < best_bic:
+                best_k, best_bic = k, bic
+        fit_rows = Z[rng.permutation(len(Z))[: self.max_fit_rows]]
+        gm = GaussianMixture(best_k, covariance_type="full", reg_covar=1e-3, random_state=self.seed,
+                             max_iter=200).fit(fit_rows)
+        self.n_components_ = best_k
+        self.weights_ = gm.weights_ / gm.weights_.sum()
+        self.means_ = gm.means_
+        self.cholesky_ = np.linalg.cholesky(gm.covariances_)
+
+    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        comp = rng.choice(len(self.weights_), size=n, p=self.weights_)
+        eps = rng.standard_normal((n, self.means_.shape[1]))
+        Z = np.empty_like(eps)
+        for k in range(len(self.weights_)):
+            idx = comp == k
+            Z[idx] = self.means_[k] + eps[idx] @ self.cholesky_[k].T
+        out, pos = {}, 0
+        for j, c in enumerate(self.model_columns_):
+            if c.type == "categorical":
+                out[c.name] = Z[:, pos:pos + c.n_categories].argmax(axis=1).astype(np.int64)
+                pos += c.n_categories
+            else:
+                out[c.name] = np.interp(Z[:, pos], self._levels, self.quantiles_[j])
+                pos += 1
+        return pd.DataFrame(out)
+
+    def _get_state(self):
+        arrays = {"weights": self.weights_, "means": self.means_, "cholesky": self.cholesky_}
+        arrays.update({f"quantiles{j}": q for j, q in self.quantiles_.items()})
+        return {"n_components": self.n_components_, "numeric": sorted(self.quantiles_)}, arrays
+
+    def _set_state(self, state, arrays):
+        self.n_components_ = state["n_components"]
+        self.weights_, self.means_, self.cholesky_ = arrays["weights"], arrays["means"], arrays["cholesky"]
+        self.quantiles_ = {j: arrays[f"quantiles{j}"] for j in state["numeric"]}
