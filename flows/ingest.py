@@ -114,23 +114,33 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
                 Warehouse.write_frame(con, stage, frame, mode="replace", internal=True)
         except duckdb.Error as exc:
             raise IngestError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
-        staged = con.execute(f"SELECT * FROM {qualified(stage)}").df()
-        if staged.empty:
+        n_rows = con.execute(f"SELECT count(*) FROM {qualified(stage)}").fetchone()[0]
+        if n_rows == 0:
             raise IngestError(f"source {path} has a header but no rows")
-        validation = validate_frame(staged.drop(columns=["pixels"], errors="ignore"), name=table,
-                                    key_columns=[k for k in key_columns if k != "pixels"])
-        if "pixels" in staged.columns and staged["pixels"].isna().any():
-            raise IngestError(f"{path}: some images have no pixels")
         columns = _describe(con, stage)
+        names = [c["name"] for c in columns]
+        checked = [k for k in key_columns if k != "pixels"]
+        if frame is not None:
+            sample, keys_frame = frame.drop(columns=["pixels"], errors="ignore"), None
+        else:
+            # Types are per column in DuckDB, so a head sample carries them; keys are checked on every row.
+            sample = con.execute(f"SELECT * FROM {qualified(stage)} LIMIT 1000").df()
+            present = [k for k in checked if k in names]
+            keys_frame = (con.execute(f"SELECT {', '.join(quote_ident(k) for k in present)} "
+                                      f"FROM {qualified(stage)}").df() if present else None)
+        validation = validate_frame(sample, name=table, key_columns=checked, keys_frame=keys_frame)
+        if "pixels" in names and con.execute(
+                f"SELECT count(*) FROM {qualified(stage)} WHERE pixels IS NULL").fetchone()[0]:
+            raise IngestError(f"{path}: some images have no pixels")
         _install_staged(con, stage, table, mode)
         total = con.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
         summary["validation"] = {k: validation[k] for k in ("suite", "evaluated", "success")}
         con.execute(
             "INSERT INTO main._ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
-            [run_id, str(path), sha256, kind, table, mode, len(staged), len(columns),
+            [run_id, str(path), sha256, kind, table, mode, n_rows, len(columns),
              json.dumps(summary, default=str), started, _now()],
         )
-    return {"table": table, "kind": kind, "rows": len(staged), "table_rows": int(total), "written": True,
+    return {"table": table, "kind": kind, "rows": int(n_rows), "table_rows": int(total), "written": True,
             "already_ingested": False, "mode": mode, "columns": columns, "sha256": sha256, "source": str(path),
             "summary": summary, "run_id": run_id}
 

@@ -42,8 +42,12 @@ def _context():
 
 
 def validate_frame(df: pd.DataFrame, *, name: str, expected_types: dict[str, str] | None = None,
-                   key_columns: list[str] | tuple[str, ...] = ()) -> dict:
-    """Validate columns, types, non-empty and non-null keys; raise ValidationFailed listing every failure."""
+                   key_columns: list[str] | tuple[str, ...] = (), keys_frame: pd.DataFrame | None = None) -> dict:
+    """Validate columns, types, non-empty and non-null keys; raise ValidationFailed listing every failure.
+
+    `df` may be a head sample of a warehouse table: column types are uniform per column there, so the sample's
+    dtypes are the table's. Not-null checks then run on `keys_frame`, every row of the key columns.
+    """
     gx, context = _context()
     expected_types = expected_types or {c: _type_family(t) for c, t in df.dtypes.items()}
     missing_keys = [k for k in key_columns if k not in df.columns]
@@ -51,31 +55,39 @@ def validate_frame(df: pd.DataFrame, *, name: str, expected_types: dict[str, str
         raise ValidationFailed(
             f"{name}: key column(s) {', '.join(missing_keys)} not found; columns are {', '.join(map(str, df.columns))}"
         )
-    suite = gx.ExpectationSuite(name=f"ingest_{name}")
-    suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=[str(c) for c in df.columns]))
-    suite.add_expectation(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
+    schema_suite = gx.ExpectationSuite(name=f"ingest_{name}_schema")
+    schema_suite.add_expectation(
+        gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=[str(c) for c in df.columns]))
+    schema_suite.add_expectation(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
     for column, family in expected_types.items():
         if family in _TYPE_FAMILIES:
-            suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInTypeList(
+            schema_suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInTypeList(
                 column=str(column), type_list=_TYPE_FAMILIES[family]))
+    key_suite = gx.ExpectationSuite(name=f"ingest_{name}_keys")
     for key in key_columns:
-        suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=str(key)))
+        key_suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=str(key)))
     source = context.data_sources.add_pandas(f"ingest_{name}")
     batch_definition = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
+    results = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(suite, result_format="SUMMARY")
+        results.append(batch.validate(schema_suite, result_format="SUMMARY"))
+        if key_columns:
+            key_df = keys_frame if keys_frame is not None else df
+            key_batch = batch_definition.get_batch(batch_parameters={"dataframe": key_df})
+            results.append(key_batch.validate(key_suite, result_format="SUMMARY"))
     failures = []
-    for item in result.results:
-        if not item.success:
-            config = item.expectation_config
-            kwargs = {k: v for k, v in config.kwargs.items() if k in ("column", "type_list", "min_value")}
-            observed = (item.result or {}).get("observed_value", (item.result or {}).get("unexpected_count"))
-            failures.append({"expectation": config.type, **kwargs, "observed": observed})
-    summary = {"suite": suite.name, "evaluated": len(result.results), "success": bool(result.success),
-               "failures": failures}
-    if not result.success:
+    for result in results:
+        for item in result.results:
+            if not item.success:
+                config = item.expectation_config
+                kwargs = {k: v for k, v in config.kwargs.items() if k in ("column", "type_list", "min_value")}
+                observed = (item.result or {}).get("observed_value", (item.result or {}).get("unexpected_count"))
+                failures.append({"expectation": config.type, **kwargs, "observed": observed})
+    summary = {"suite": f"ingest_{name}", "evaluated": sum(len(r.results) for r in results),
+               "success": not failures, "failures": failures}
+    if failures:
         detail = "; ".join(
             f"{f['expectation']}({f.get('column', '')}) observed {f['observed']}" for f in failures[:5]
         )
