@@ -1,0 +1,17 @@
+"""Quality gates for synthetic tables: fidelity, privacy and expectation checks, and an HTML report (pure)."""
+
+from quality.checks import CheckResult, QualityReport
+from quality.errors import QualityError
+
+__all__ = ["CheckResult", "QualityReport", "QualityError", "DEFAULT_THRESHOLDS", "evaluate", "render_report"]
+
+
+def __getattr__(name: str):
+    # the gate pulls in scipy/sklearn; keep `from quality.errors import QualityError` (the CLI's) light
+    if name in ("evaluate", "DEFAULT_THRESHOLDS"):
+        from quality import gate
+        return getattr(gate, name)
+    if name == "render_report":
+        from quality.report import render_report
+        return render_report
+    raise AttributeError(f"module 'quality' has no attribute {name!r}")

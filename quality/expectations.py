@@ -1,0 +1,180 @@
+"""A Great Expectations suite derived from the real table and validated against a synthetic one.
+
+The suite is first written as plain dicts (`derive_expectations`), so it can be read and tested without GX;
+`validate_expectations` builds the GX suite in an ephemeral context (nothing is written to disk, analytics
+off) and turns each expectation's outcome into a `CheckResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quality.checks import CheckResult
+from quality.columns import ColumnSpec
+
+TYPE_FAMILIES = {
+    "integer": ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "int"],
+    "float": ["float16", "float32", "float64", "Float32", "Float64", "float"],
+    "boolean": ["bool", "boolean"],
+    "string": ["str", "string", "object", "category"],
+    "datetime": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]", "Timestamp", "datetime"],
+}
+# a synthetic float column is fine where the real one is integer-valued float, but not the other way round:
+# an integer real column must come back as integers
+ACCEPTED_FAMILIES = {"integer": ["integer"], "float": ["float", "integer"], "boolean": ["boolean"],
+                     "string": ["string"], "datetime": ["datetime"]}
+
+
+def type_family(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(series):
+        return "integer"
+    if pd.api.types.is_float_dtype(series):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    return "string"
+
+
+def _plain_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance: float = 0.02,
+                        range_margin: float = 0.05, range_tolerance: float = 0.01, hard_range_margin: float = 0.5,
+                        max_categories: int = 1000) -> list[dict[str, Any]]:
+    """Plain expectation specs from the real table: columns, types, ranges, category sets, nulls, unique ids.
+
+    Numeric ranges come in two strengths. Soft: values within the real [min, max] widened by
+    `range_margin` x range, for all but `range_tolerance` of the rows (a faithful sample of an unbounded
+    distribution lands a few values past the real extremes). Hard: the synthetic min and max within the real
+    ones widened by `hard_range_margin` x range (one absurd value fails). A column with no real nulls must have
+    none; one with null fraction f may have up to f + `null_tolerance`; categorical columns with more than
+    `max_categories` distinct values get no set expectation.
+    """
+    out: list[dict[str, Any]] = [{
+        "type": "expect_table_columns_to_match_set", "column": None,
+        "kwargs": {"column_set": [str(c) for c in real.columns], "exact_match": True},
+        "label": "the same columns as the real table"}]
+    for column in real.columns:
+        series = real[column]
+        family = type_family(series)
+        out.append({"type": "expect_column_values_to_be_in_type_list", "column": column,
+                    "kwargs": {"type_list": sorted({t for f in ACCEPTED_FAMILIES[family] for t in TYPE_FAMILIES[f]})},
+                    "label": f"type {family}"})
+        null_fraction = float(series.isna().mean())
+        if null_fraction == 0.0:
+            out.append({"type": "expect_column_values_to_not_be_null", "column": column, "kwargs": {},
+                        "label": "no nulls"})
+        elif null_fraction + null_tolerance < 1.0:
+            mostly = round(1.0 - null_fraction - null_tolerance, 6)
+            out.append({"type": "expect_column_values_to_not_be_null", "column": column,
+                        "kwargs": {"mostly": mostly}, "label": f"null fraction <= {1 - mostly:.3f}"})
+        if column in spec.ids:
+            out.append({"type": "expect_column_values_to_be_unique", "column": column, "kwargs": {},
+                        "label": "unique values (id)"})
+        elif column in spec.numeric and family in ("integer", "float"):
+            values = pd.to_numeric(series, errors="coerce").dropna()
+            if len(values):
+                lo, hi = float(values.min()), float(values.max())
+                pad, hard = range_margin * (hi - lo), hard_range_margin * (hi - lo)
+                kwargs: dict[str, Any] = {"min_value": lo - pad, "max_value": hi + pad}
+                if range_tolerance > 0:
+                    kwargs["mostly"] = round(1.0 - range_tolerance, 6)
+                out.append({"type": "expect_column_values_to_be_between", "column": column, "kwargs": kwargs,
+                            "label": (f"values within [{lo - pad:g}, {hi + pad:g}]"
+                                      + (f" for {1 - range_tolerance:.0%} of rows" if range_tolerance > 0 else ""))})
+                out.append({"type": "expect_column_min_to_be_between", "column": column,
+                            "kwargs": {"min_value": lo - hard}, "label": f"minimum >= {lo - hard:g}"})
+                out.append({"type": "expect_column_max_to_be_between", "column": column,
+                            "kwargs": {"max_value": hi + hard}, "label": f"maximum <= {hi + hard:g}"})
+        elif column in spec.categorical:
+            values = pd.unique(series.dropna())
+            if 0 < len(values) <= max_categories:
+                out.append({"type": "expect_column_values_to_be_in_set", "column": column,
+                            "kwargs": {"value_set": [_plain_value(v) for v in values]},
+                            "label": f"one of {len(values)} real categories"})
+    return out
+
+
+def _gx_context():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return gx, context
+
+
+def build_suite(expectations: list[dict[str, Any]], *, name: str = "synthetic_vs_real"):
+    """A GX `ExpectationSuite` from plain specs (GX is imported here, lazily)."""
+    gx, _ = _gx_context()
+    suite = gx.ExpectationSuite(name=name)
+    for spec in expectations:
+        cls_name = "".join(part.capitalize() for part in spec["type"].split("_"))
+        kwargs = dict(spec["kwargs"])
+        if spec["column"] is not None:
+            kwargs["column"] = str(spec["column"])
+        suite.add_expectation(getattr(gx.expectations, cls_name)(**kwargs))
+    return suite
+
+
+def _check_name(spec: dict[str, Any]) -> str:
+    return spec["type"] if spec["column"] is None else f"{spec['type']}[{spec['column']}]"
+
+
+def validate_expectations(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec,
+                          **derive_kwargs: Any) -> list[CheckResult]:
+    """Derive the suite from `real`, validate `synthetic` against it; one CheckResult per expectation."""
+    expectations = derive_expectations(real, spec, **derive_kwargs)
+    gx, context = _gx_context()
+    suite = build_suite(expectations)
+    source = context.data_sources.add_pandas("synthetic")
+    batch_definition = source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
+    frame = synthetic.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format="SUMMARY")
+    # GX may reorder results; match them back to our specs by (type, column)
+    by_key = {(r.expectation_config.type, r.expectation_config.kwargs.get("column")): r for r in result.results}
+    checks = []
+    for exp in expectations:
+        item = by_key[(exp["type"], None if exp["column"] is None else str(exp["column"]))]
+        res = item.result or {}
+        allowed = 1.0 - float(exp["kwargs"].get("mostly", 1.0))
+        count, total = res.get("unexpected_count"), res.get("element_count")
+        if count is not None and total:
+            value = count / total
+        else:
+            value = 0.0 if item.success else 1.0
+        details: dict[str, Any] = {"expectation": exp["type"], "column": exp["column"],
+                                   "observed": res.get("observed_value"),
+                                   "unexpected_count": count,
+                                   "unexpected_examples": [_plain_value(v) for v in
+                                                           (res.get("partial_unexpected_list") or [])[:5]]}
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            details["error"] = str(item.exception_info.get("exception_message"))[:300]
+        where = "table" if exp["column"] is None else f"column {exp['column']!r}"
+        if item.success:
+            explanation = f"{where}: {exp['label']} holds"
+        else:
+            seen = details["unexpected_examples"] or details["observed"]
+            explanation = f"{where}: expected {exp['label']}; found {seen}"
+        checks.append(CheckResult(name=_check_name(exp), value=float(value), threshold=allowed,
+                                  passed=bool(item.success), explanation=explanation, kind="expectation",
+                                  direction="max", details=details))
+    return checks
