@@ -1,0 +1,50 @@
+"""`synthwatch detect train|score`: fit anomaly detectors on warehouse tables and score tables into alerts."""
+
+from __future__ import annotations
+
+from flows.commands import CommandResult, add_common, state_result
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("detect", help="Train anomaly detectors and score tables into alerts.")
+    sub = p.add_subparsers(dest="detect_command", metavar="ACTION")
+
+    train = sub.add_parser("train", help="Fit a detector on a table's normal rows and record it in _detectors.")
+    add_common(train)
+    train.add_argument("--table", required=True)
+    train.add_argument("--detector", required=True, help="ganomaly, anogan, autoencoder or iforest")
+    train.add_argument("--label-column", help="column telling normal from anomalous rows (training uses normal rows)")
+    train.add_argument("--normal-value", help="value of the label column for normal rows (default 0)")
+    train.add_argument("--key-column", help="column identifying each row in anomaly_scores (default: row number)")
+    train.add_argument("--epochs", type=int, help="training epochs (deep detectors)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=run_detect_train)
+
+    score = sub.add_parser("score", help="Score a table with a trained detector into anomaly_scores / alerts.")
+    add_common(score)
+    score.add_argument("--model", required=True, help="model id printed by detect train")
+    score.add_argument("--table", required=True)
+    score.set_defaults(handler=run_detect_score)
+
+
+def run_detect_train(args, settings) -> CommandResult:
+    from flows.detect import check_train_request, detect_train_flow
+
+    check_train_request(settings, args.table, args.detector)
+    state = detect_train_flow(settings, args.table, args.detector, args.label_column, args.normal_value,
+                              args.key_column, args.epochs, args.seed, return_state=True)
+    result = state_result(state)
+    metrics = ", ".join(f"{k} {result[k]:.4f}" for k in ("auroc", "auprc", "precision", "recall")
+                        if result.get(k) is not None)
+    text = (f"model {result['model_id']}: {result['detector']} on {result['table']} ({result['kind']}), "
+            f"{result['n_train']} training items, threshold {result['threshold']:.4f} ({result['threshold_source']}),"
+            f" score {result['score_mode']}" + (f"\n  validation: {metrics}" if metrics else ""))
+    return CommandResult(data={"ok": True, **result}, text=text)
+
+
+def run_detect_score(args, settings) -> CommandResult:
+    from flows.detect import check_score_request, detect_score_flow, format_alerts
+
+    check_score_request(settings, args.model, args.table)
+    result = state_result(detect_score_flow(settings, args.model, args.table, return_state=True))
+    return CommandResult(data={"ok": True, **result}, text=format_alerts(result))

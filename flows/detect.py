@@ -1,0 +1,433 @@
+"""Detector flows: train a detector on a warehouse table, score a table into `anomaly_scores` and the `alerts` view."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from detectors.errors import DetectorError, LabelError
+from flows.config import Settings
+from flows.errors import SynthwatchError, TableNotFound
+from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
+
+VALIDATION_SHARE = 0.2
+
+DETECTORS_DDL = """
+CREATE TABLE IF NOT EXISTS main._detectors (
+    model_id VARCHAR PRIMARY KEY,
+    detector VARCHAR NOT NULL,
+    table_name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    feature_columns JSON NOT NULL,
+    key_column VARCHAR,
+    label_column VARCHAR,
+    normal_value VARCHAR,
+    params JSON NOT NULL,
+    n_train BIGINT NOT NULL,
+    n_validation BIGINT NOT NULL,
+    threshold DOUBLE NOT NULL,
+    threshold_source VARCHAR NOT NULL,
+    score_mode VARCHAR NOT NULL,
+    auroc DOUBLE,
+    auprc DOUBLE,
+    "precision" DOUBLE,
+    recall DOUBLE,
+    source_hash VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+)
+"""
+
+SCORES_DDL = """
+CREATE TABLE IF NOT EXISTS main.anomaly_scores (
+    model_id VARCHAR NOT NULL,
+    table_name VARCHAR NOT NULL,
+    item_key VARCHAR NOT NULL,
+    score DOUBLE NOT NULL,
+    threshold DOUBLE NOT NULL,
+    is_alert BOOLEAN NOT NULL,
+    scored_at TIMESTAMP NOT NULL,
+    run_id VARCHAR NOT NULL
+)
+"""
+
+ALERTS_VIEW = """
+CREATE OR REPLACE VIEW main.alerts AS
+SELECT model_id, table_name, item_key, score, threshold, scored_at, run_id
+FROM main.anomaly_scores WHERE is_alert ORDER BY score DESC
+"""
+
+
+class DetectFlowError(SynthwatchError):
+    """A detect train/score request that cannot run: unknown model, bad label column, unusable table."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# ------------------------------------------------------------------ reading tables into detector inputs
+def table_kind(wh: Warehouse, table: str) -> tuple[str, dict]:
+    """The data kind of a table (from its latest ingest, or its columns) and the ingest summary."""
+    with wh.read() as con:
+        row = con.execute("SELECT kind, summary FROM main._ingestions WHERE table_name = ? AND status = 'ok' "
+                          "ORDER BY finished_at DESC LIMIT 1", [table]).fetchone()
+        columns = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
+    summary = json.loads(row[1]) if row and row[1] else {}
+    if "pixels" in columns:
+        return "image", summary
+    if row and row[0] == "timeseries":
+        return "timeseries", summary
+    return "tabular", summary
+
+
+def read_table(wh: Warehouse, table: str, kind: str, summary: dict) -> pd.DataFrame:
+    """The table in a stable order (image id, series time, or insertion order)."""
+    validate_table_name(table)
+    if not wh.table_exists(table):
+        wh.read_frame(table)  # raises TableNotFound listing the tables
+    order = "rowid"
+    if kind == "image":
+        order = "id"
+    elif kind == "timeseries":
+        keys = [summary.get("id_column"), summary.get("time_column")]
+        order = ", ".join(quote_ident(k) for k in keys if k) or "rowid"
+    with wh.read() as con:
+        return con.execute(f"SELECT * FROM {qualified(table)} ORDER BY {order}").df()
+
+
+def image_meta_columns() -> list[str]:
+    return ["id", "label", "height", "width", "channels", "dtype", "origin", "pixels"]
+
+
+def detector_input(frame: pd.DataFrame, kind: str, summary: dict, key_column: str | None,
+                   label_column: str | None) -> tuple[Any, list[str], pd.Series]:
+    """(detector input, feature columns, item keys) for a table of the given kind."""
+    if kind == "image":
+        from flows.readers import frame_to_images
+
+        sizes = frame[["height", "width", "channels"]].drop_duplicates()
+        if len(sizes) > 1:
+            raise DetectFlowError("the image table mixes image sizes; ingest one size per table")
+        images = frame_to_images(frame)
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), ["pixels"], frame["id"].astype(str)
+    skip = {c for c in (key_column, label_column) if c}
+    if kind == "timeseries":
+        skip |= {c for c in (summary.get("time_column"), summary.get("id_column")) if c}
+        features = [c for c in frame.columns if c not in skip]
+        time_column = summary.get("time_column")
+        keys = frame[time_column].astype(str) if time_column else pd.Series(np.arange(len(frame)).astype(str))
+        if summary.get("id_column"):
+            keys = frame[summary["id_column"]].astype(str) + "|" + keys
+            if frame[summary["id_column"]].nunique() > 1:
+                raise DetectFlowError("the series table holds several series; ingest one series per table")
+        return frame[features].reset_index(drop=True), features, keys
+    features = [c for c in frame.columns if c not in skip]
+    keys = frame[key_column].astype(str) if key_column else pd.Series(np.arange(len(frame)).astype(str))
+    return frame[features].reset_index(drop=True), features, keys
+
+
+def label_vector(frame: pd.DataFrame, label_column: str, normal_value: str | None) -> np.ndarray:
+    """1 for anomalous rows (label != normal value), 0 for normal ones; errors name the column."""
+    if label_column not in frame.columns:
+        raise DetectFlowError(f"label column {label_column!r} is not in the table; columns are "
+                              f"{', '.join(map(str, frame.columns))}")
+    column = frame[label_column]
+    if column.isna().any():
+        raise DetectFlowError(f"label column {label_column!r} has {int(column.isna().sum())} missing value(s); "
+                              "fill or drop them")
+    if normal_value is None:
+        values = set(pd.unique(column).tolist())
+        if not values <= {0, 1, True, False}:
+            raise DetectFlowError(f"label column {label_column!r} is not 0/1; pass --normal-value "
+                                  f"(values include {sorted(map(str, values))[:5]})")
+        labels = column.astype(int).to_numpy()
+    elif pd.api.types.is_numeric_dtype(column):
+        try:
+            labels = (column.astype(float) != float(normal_value)).astype(int).to_numpy()
+        except ValueError:
+            raise DetectFlowError(f"--normal-value {normal_value!r} is not a number but label column "
+                                  f"{label_column!r} is numeric") from None
+    else:
+        labels = (column.astype(str) != str(normal_value)).astype(int).to_numpy()
+    if labels.min() == labels.max():
+        which = "normal" if labels[0] == 0 else "anomalous"
+        raise LabelError(f"label column {label_column!r} has one class only (every row is {which} for normal "
+                         f"value {normal_value if normal_value is not None else 0!r}); metrics and a validated "
+                         "threshold need both classes — check --normal-value or drop --label-column")
+    return labels
+
+
+def split_rows(n: int, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train index, validation index): random rows for tables/images, the last 20% for a series."""
+    n_val = max(1, int(round(n * VALIDATION_SHARE)))
+    if kind == "timeseries":
+        return np.arange(0, n - n_val), np.arange(n - n_val, n)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _take(data: Any, index: np.ndarray) -> Any:
+    if isinstance(data, pd.DataFrame):
+        return data.iloc[index].reset_index(drop=True)
+    return data[index]
+
+
+# ------------------------------------------------------------------ train
+def train_detector(settings: Settings, *, table: str, detector: str, label_column: str | None = None,
+                   normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
+                   seed: int = 0, params: dict | None = None, run_id: str | None = None,
+                   model_id: str | None = None) -> dict:
+    """Fit a detector on a table's normal rows, save it under models/<id>/ and record it in `_detectors`."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from detectors.registry import create_detector, get_detector_class
+
+    wh = Warehouse(settings.db_path)
+    validate_table_name(table)
+    klass = get_detector_class(detector)
+    kind, summary = table_kind(wh, table)
+    frame = read_table(wh, table, kind, summary)
+    source_hash = wh.table_hash(table)
+    if key_column and key_column not in frame.columns:
+        raise DetectFlowError(f"key column {key_column!r} is not in table {table}; columns are "
+                              f"{', '.join(map(str, frame.columns))}")
+    data, features, _ = detector_input(frame, kind, summary, key_column, label_column)
+    labels = label_vector(frame, label_column, normal_value) if label_column else None
+    train_idx, val_idx = split_rows(len(frame), kind, seed)
+    if labels is not None and kind != "timeseries":
+        train_idx = train_idx[labels[train_idx] == 0]
+    val_labels = None
+    if labels is not None:
+        val_labels = labels[val_idx]
+        if val_labels.min() == val_labels.max():
+            raise LabelError(f"the validation split of {table} ({len(val_idx)} rows) holds one class of "
+                             f"{label_column!r} only; use a larger table or one with more anomalies")
+    hyper = dict(params or {})
+    names = klass._param_names()
+    if epochs is not None and "epochs" in names:
+        hyper["epochs"] = int(epochs)
+    hyper["seed"] = int(seed)
+    hyper.setdefault("kind", kind)
+    model = create_detector(detector, **hyper)
+    model.fit(_take(data, train_idx), validation_data=_take(data, val_idx), validation_labels=val_labels)
+
+    metrics: dict[str, float | None] = {"auroc": None, "auprc": None, "precision": None, "recall": None}
+    if val_labels is not None:
+        val_scores = model.score(_take(data, val_idx))
+        predicted = val_scores > model.threshold_
+        tp = int(np.sum(predicted & (val_labels == 1)))
+        metrics = {"auroc": float(roc_auc_score(val_labels, val_scores)),
+                   "auprc": float(average_precision_score(val_labels, val_scores)),
+                   "precision": tp / max(int(predicted.sum()), 1), "recall": tp / int(val_labels.sum())}
+
+    model_id = model_id or f"{table}-{detector}-{uuid.uuid4().hex[:8]}"
+    path = settings.models_dir / model_id
+    tmp = settings.models_dir / f".{model_id}.tmp"
+    model.save(tmp)
+    try:
+        with wh.transaction() as con:
+            con.execute(DETECTORS_DDL)
+            con.execute(
+                "INSERT INTO main._detectors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [model_id, detector, table, kind, str(path), json.dumps(features), key_column, label_column,
+                 normal_value, json.dumps(model.get_params(), default=str), int(len(train_idx)), int(len(val_idx)),
+                 float(model.threshold_), model.threshold_source_, model.score_mode_, metrics["auroc"],
+                 metrics["auprc"], metrics["precision"], metrics["recall"], source_hash, run_id or model_id, _now()],
+            )
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"model_id": model_id, "detector": detector, "table": table, "kind": kind, "path": str(path),
+            "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)), "threshold": float(model.threshold_),
+            "threshold_source": model.threshold_source_, "score_mode": model.score_mode_, **metrics}
+
+
+# ------------------------------------------------------------------ score
+def load_model_record(wh: Warehouse, model_id: str) -> dict:
+    with wh.read() as con:
+        if not Warehouse.exists(con, "_detectors"):
+            raise DetectFlowError(f"unknown model {model_id!r}: no detector has been trained yet "
+                                  "(run synthwatch detect train)")
+        cur = con.execute("SELECT * FROM main._detectors WHERE model_id = ?", [model_id])
+        row = cur.fetchone()
+        names = [d[0] for d in cur.description]
+        if row is None:
+            known = [r[0] for r in con.execute(
+                "SELECT model_id FROM main._detectors ORDER BY created_at DESC LIMIT 10").fetchall()]
+            raise DetectFlowError(f"unknown model {model_id!r}; trained models: {', '.join(known)}")
+    return dict(zip(names, row))
+
+
+def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | None = None) -> dict:
+    """Score every item of a table; replace this model's scores for the table in `anomaly_scores`, one transaction."""
+    from detectors.base import Detector
+
+    wh = Warehouse(settings.db_path)
+    validate_table_name(table)
+    record = load_model_record(wh, model_id)
+    model = Detector.load(record["path"])
+    kind, summary = table_kind(wh, table)
+    if kind != record["kind"]:
+        raise DetectFlowError(f"table {table} holds {kind} data but model {model_id} was trained on "
+                              f"{record['kind']} data ({record['table_name']})")
+    frame = read_table(wh, table, kind, summary)
+    label_column = record["label_column"] if record["label_column"] in frame.columns else None
+    data, features, keys = detector_input(frame, kind, summary, record["key_column"], label_column)
+    if kind != "image":
+        trained = json.loads(record["feature_columns"])
+        missing = [c for c in trained if c not in features]
+        extra = [c for c in features if c not in trained]
+        if missing or extra:
+            parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
+            raise DetectFlowError(f"table {table}'s columns differ from training table {record['table_name']}: "
+                                  f"{', '.join(parts)}; score a table with the training columns")
+    scores = model.score(data)
+    threshold = float(model.threshold_)
+    scored_at = _now()
+    out = pd.DataFrame({"model_id": model_id, "table_name": table, "item_key": keys.to_numpy(),
+                        "score": scores, "threshold": threshold, "is_alert": scores > threshold,
+                        "scored_at": scored_at, "run_id": run_id or model_id})
+    with wh.transaction() as con:
+        con.execute(SCORES_DDL)
+        replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ?",
+                               [model_id, table]).fetchone()[0]
+        Warehouse.write_frame(con, "anomaly_scores", out, mode="append")
+        con.execute(ALERTS_VIEW)
+    top = out[out["is_alert"]].sort_values("score", ascending=False).head(10)
+    return {"model_id": model_id, "table": table, "scored": int(len(out)), "alerts": int(out["is_alert"].sum()),
+            "replaced": int(replaced), "threshold": threshold,
+            "top_alerts": [{"item_key": k, "score": float(s)} for k, s in zip(top["item_key"], top["score"])]}
+
+
+# ------------------------------------------------------------------ Prefect tasks and flows
+class _ForwardToRunLogger(logging.Handler):
+    """Send the detectors library's progress (epoch, loss) to the Prefect run logger."""
+
+    def __init__(self, logger):
+        super().__init__(logging.INFO)
+        self.run_logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.info(record.getMessage())
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    return (SynthwatchError, DetectorError)
+
+
+@task(cache_policy=NONE)
+def train_task(settings: Settings, options: dict) -> dict:
+    """Fit, save and record one detector."""
+    library_log = logging.getLogger("detectors")
+    handler = _ForwardToRunLogger(get_run_logger())
+    library_log.addHandler(handler)
+    library_log.setLevel(logging.INFO)
+    try:
+        return train_detector(settings, run_id=str(flow_run.get_id() or uuid.uuid4()), **options)
+    except _expected_errors() as exc:
+        return {"error": str(exc), "error_type": type(exc).__name__}
+    finally:
+        library_log.removeHandler(handler)
+
+
+@task(cache_policy=NONE)
+def score_task(settings: Settings, model_id: str, table: str) -> dict:
+    """Score one table with one saved detector."""
+    try:
+        return score_table(settings, model_id=model_id, table=table, run_id=str(flow_run.get_id() or uuid.uuid4()))
+    except _expected_errors() as exc:
+        return {"error": str(exc), "error_type": type(exc).__name__}
+
+
+@flow(name="detect-train")
+def detect_train_flow(settings: Settings, table: str, detector: str, label_column: str | None = None,
+                      normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
+                      seed: int = 0, params: dict | None = None):
+    """Train a detector on a warehouse table's normal rows."""
+    logger = get_run_logger()
+    result = train_task(settings, dict(table=table, detector=detector, label_column=label_column,
+                                       normal_value=normal_value, key_column=key_column, epochs=epochs, seed=seed,
+                                       params=params))
+    if "error" in result:
+        logger.info("detect train on %s failed: %s", table, result["error"])
+        return Failed(message=result["error"], data=result)
+    logger.info("trained %s on %s: threshold %.4f (%s)", result["model_id"], table, result["threshold"],
+                result["threshold_source"])
+    return result
+
+
+@flow(name="detect-score")
+def detect_score_flow(settings: Settings, model_id: str, table: str):
+    """Score a warehouse table with a trained detector and refresh the alerts view."""
+    logger = get_run_logger()
+    result = score_task(settings, model_id, table)
+    if "error" in result:
+        logger.info("detect score of %s failed: %s", table, result["error"])
+        return Failed(message=result["error"], data=result)
+    logger.info("scored %d items of %s: %d alerts", result["scored"], table, result["alerts"])
+    return result
+
+
+def check_train_request(settings: Settings, table: str, detector: str) -> None:
+    """Cheap checks before Prefect starts: the table name, the table, the detector name."""
+    from detectors.registry import get_spec
+
+    validate_table_name(table)
+    get_spec(detector)
+    if not Warehouse(settings.db_path).table_exists(table):
+        Warehouse(settings.db_path).read_frame(table)
+
+
+def check_score_request(settings: Settings, model_id: str, table: str) -> None:
+    validate_table_name(table)
+    wh = Warehouse(settings.db_path)
+    load_model_record(wh, model_id)
+    if not wh.table_exists(table):
+        wh.read_frame(table)
+
+
+def format_alerts(result: dict) -> str:
+    lines = [f"{result['table']}: {result['scored']} items scored by {result['model_id']}, "
+             f"{result['alerts']} alerts (threshold {result['threshold']:.4f})"]
+    for alert in result["top_alerts"]:
+        lines.append(f"  {alert['item_key']:>12}  score {alert['score']:.4f}")
+    return "\n".join(lines)
+
+
+def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
+    """`synthwatch run`: train a detector on the demo transactions, score them, return the top alerts."""
+    cfg = dict(stage_config or {})
+    table = cfg.get("table", "creditcard")
+    if not Warehouse(settings.db_path).table_exists(table):
+        raise TableNotFound(f"detect stage: table {table} does not exist; run the ingest stage first")
+    state = detect_train_flow(settings, table, cfg.get("detector", "ganomaly"), cfg.get("label_column"),
+                              None if cfg.get("normal_value") is None else str(cfg["normal_value"]),
+                              cfg.get("key_column"), cfg.get("epochs"), int(cfg.get("seed", 0)),
+                              cfg.get("params"), return_state=True)
+    from flows.commands import state_result
+
+    trained = state_result(state)
+    scored = state_result(detect_score_flow(settings, trained["model_id"], table, return_state=True))
+    top = scored["top_alerts"][: int(cfg.get("top", 10))]
+    metrics = ", ".join(f"{k} {trained[k]:.3f}" for k in ("auroc", "auprc", "precision", "recall")
+                        if trained.get(k) is not None)
+    text = (f"model {trained['model_id']} ({trained['detector']}, validation {metrics or 'unlabelled'})\n"
+            + format_alerts({**scored, "top_alerts": top}))
+    return {"model_id": trained["model_id"], "scored": scored["scored"], "alerts": scored["alerts"],
+            "top_alerts": top, "validation": {k: trained.get(k) for k in ("auroc", "auprc", "precision", "recall")},
+            "text": text}

@@ -1,0 +1,149 @@
+"""Detector flows end to end through the CLI: real Prefect flow runs against a real DuckDB file."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def run_json(cli, *args):
+    code, out, err = cli([*args, "--json"])
+    lines = out.strip().splitlines()
+    return code, (json.loads(lines[-1]) if lines else None), err
+
+
+def write_table(warehouse, name, frame):
+    with warehouse.transaction() as con:
+        warehouse.write_frame(con, name, frame)
+
+
+def flow_run_state(run_id):
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return (await client.read_flow_run(run_id)).state.type.value
+
+    return asyncio.run(read())
+
+
+def test_train_then_score_creditcard(cli, warehouse, settings, creditcard_small):
+    write_table(warehouse, "cc", creditcard_small)
+    code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "ganomaly",
+                                  "--label-column", "Class", "--epochs", "1")
+    assert code == 0, err
+    model_id = trained["model_id"]
+    assert trained["kind"] == "tabular" and trained["n_validation"] == 400
+    # Normal rows only: the 1,600 non-validation rows minus the frauds among them (50 frauds in all).
+    assert 1600 - 50 <= trained["n_train"] < 1600
+    record = warehouse.read_frame("_detectors").set_index("model_id").loc[model_id]
+    for metric in ("auroc", "auprc", "precision", "recall"):
+        assert 0.0 <= record[metric] <= 1.0
+    assert record["auroc"] > 0.7
+    assert json.loads(record["feature_columns"]) == [c for c in creditcard_small.columns if c != "Class"]
+    assert (settings.models_dir / model_id / "model.json").is_file()
+    assert flow_run_state(record["run_id"]) == "COMPLETED"
+
+    code, scored, err = run_json(cli, "detect", "score", "--model", model_id, "--table", "cc")
+    assert code == 0, err
+    scores = warehouse.read_frame("anomaly_scores")
+    assert len(scores) == 2000 and scored["scored"] == 2000
+    assert set(scores.columns) >= {"item_key", "score", "threshold", "is_alert", "model_id", "scored_at"}
+    assert (scores["is_alert"] == (scores["score"] > scores["threshold"])).all()
+    with warehouse.read() as con:
+        alerts = con.execute("SELECT * FROM alerts").df()
+    assert len(alerts) == int(scores["is_alert"].sum()) == scored["alerts"] > 0
+    assert alerts["score"].is_monotonic_decreasing
+
+    # Scoring the same table again replaces this model's scores instead of duplicating them.
+    code, again, err = run_json(cli, "detect", "score", "--model", model_id, "--table", "cc")
+    assert code == 0, err
+    assert again["replaced"] == 2000 and len(warehouse.read_frame("anomaly_scores")) == 2000
+
+
+@pytest.fixture
+def trained_tables(cli, warehouse, tmp_path, creditcard_small):
+    """A tabular, a series and an image model on small tables, with ids."""
+    write_table(warehouse, "cc", creditcard_small)
+    ids = {}
+    code, out, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest")
+    assert code == 0, err
+    ids["cc"] = out["model_id"]
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"a{i}.png")
+    assert cli(["ingest", folder, "--kind", "image", "--table", "imgs"])[0] == 0
+    code, out, err = run_json(cli, "detect", "train", "--table", "imgs", "--detector", "iforest")
+    assert code == 0, err
+    ids["imgs"] = out["model_id"]
+    return ids
+
+
+def bad_cases(tmp_path, warehouse, creditcard_small):
+    """Write the bad tables the cases below refer to; returns the folder of 10x10 images."""
+    write_table(warehouse, "cc_cols", creditcard_small.drop(columns=["V1"]).assign(foo=1.0))
+    write_table(warehouse, "cc_normal", creditcard_small[creditcard_small["Class"] == 0])
+    nan = creditcard_small.copy()
+    nan.loc[5, "Amount"] = np.nan
+    write_table(warehouse, "cc_nan", nan)
+    (tmp_path / "short.csv").write_text("t,v\n" + "".join(f"{i},{np.sin(i)}\n" for i in range(12)))
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(big / f"b{i}.png")
+    return big
+
+
+BAD = {
+    "columns differ": (lambda ids: ["detect", "score", "--model", ids["cc"], "--table", "cc_cols"],
+                       "missing ['V1'], unexpected ['foo']"),
+    "one class": (lambda ids: ["detect", "train", "--table", "cc_normal", "--detector", "iforest",
+                               "--label-column", "Class"], "one class only"),
+    "nans": (lambda ids: ["detect", "train", "--table", "cc_nan", "--detector", "iforest"], "NaN"),
+    "nans at scoring": (lambda ids: ["detect", "score", "--model", ids["cc"], "--table", "cc_nan"], "NaN"),
+    "too few rows for the window": (lambda ids: ["detect", "train", "--table", "short", "--detector", "autoencoder"],
+                                    "fewer than the window length 32"),
+    "wrong image size": (lambda ids: ["detect", "score", "--model", ids["imgs"], "--table", "big"],
+                         "resize the images to 8x8"),
+    "unknown model": (lambda ids: ["detect", "score", "--model", "nope", "--table", "cc"], "unknown model 'nope'"),
+    "unknown detector": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "gan9"],
+                         "unknown detector 'gan9'"),
+    "missing table": (lambda ids: ["detect", "train", "--table", "nothere", "--detector", "iforest"],
+                      "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_error_and_changes_nothing(case, cli, warehouse, settings, tmp_path,
+                                                         creditcard_small, trained_tables):
+    big = bad_cases(tmp_path, warehouse, creditcard_small)
+    assert cli(["ingest", tmp_path / "short.csv", "--kind", "timeseries", "--table", "short"])[0] == 0
+    assert cli(["ingest", big, "--kind", "image", "--table", "big"])[0] == 0
+    before = warehouse.snapshot()
+    models_before = sorted(p.name for p in settings.models_dir.iterdir())
+    argv, message = BAD[case]
+    code, out, err = cli(argv(trained_tables))
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert warehouse.snapshot() == before
+    assert sorted(p.name for p in settings.models_dir.iterdir()) == models_before
+
+
+def test_pipeline_stage_trains_scores_and_reports_top_alerts(settings, warehouse, creditcard_small):
+    from flows.detect import pipeline_stage
+
+    write_table(warehouse, "demo", creditcard_small)
+    out = pipeline_stage(settings, {"table": "demo", "detector": "autoencoder", "label_column": "Class",
+                                    "normal_value": 0, "epochs": 2, "top": 5})
+    assert out["scored"] == 2000 and 0 < len(out["top_alerts"]) <= 5
+    assert out["validation"]["auroc"] > 0.7
+    assert "alerts" in out["text"]
+    with warehouse.read() as con:
+        top = con.execute("SELECT item_key FROM alerts LIMIT 5").df()["item_key"].tolist()
+    assert top[: len(out["top_alerts"])] == [a["item_key"] for a in out["top_alerts"]]
