@@ -21,6 +21,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 KINDS = ("tabular", "timeseries", "image")
 
 
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory connection for sniffing and reading files outside the warehouse."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def _sql_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -97,7 +104,7 @@ def tabular_select(path: Path, *, delimiter: str | None = None, header: bool | N
     sniff_sql = (f"SELECT Delimiter, Quote, Escape, HasHeader, Columns, SkipRows "
                  f"FROM sniff_csv({_sql_literal(path)}, {', '.join(options)})")
     try:
-        delim, quote, escape, has_header, cols, skip = duckdb.execute(sniff_sql).fetchone()
+        delim, quote, escape, has_header, cols, skip = _duckdb().execute(sniff_sql).fetchone()
     except duckdb.Error as exc:
         raise IngestError(f"malformed CSV {path}: {str(exc).splitlines()[0]} (no consistent delimiter)") from None
     if not cols:
@@ -128,7 +135,7 @@ def read_tabular_frame(path: Path, **options) -> pd.DataFrame:
     """Read a tabular file into a DataFrame with the same strict reader the warehouse uses."""
     src = tabular_select(path, **options)
     try:
-        return duckdb.execute(src.select_sql, src.params).df()
+        return _duckdb().execute(src.select_sql, src.params).df()
     except duckdb.Error as exc:
         raise IngestError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
 

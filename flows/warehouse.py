@@ -92,7 +92,7 @@ class Warehouse:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
-            con.execute("SET threads TO " + str(max(1, os.cpu_count() or 1)))
+            con.execute("SET enable_progress_bar = false")
             con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
             con.execute(INGESTIONS_DDL)
         except Exception:
