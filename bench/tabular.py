@@ -72,11 +72,16 @@ def bench_discretise(real: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarra
             enc = lambda s: np.where(s.isna(), len(edges) + 1,  # noqa: E731
                                      np.digitize(s.astype(float).fillna(0), edges, right=True))
         else:
-            cats = {v: i for i, v in enumerate(pd.concat([real[c], other[c]]).astype(str).unique())}
-            enc = lambda s: s.astype(str).map(cats).to_numpy()  # noqa: E731
+            cats = {v: i for i, v in enumerate(bench_text(pd.concat([real[c], other[c]])).unique())}
+            enc = lambda s: bench_text(s).map(cats).to_numpy()  # noqa: E731
         r_cols.append(enc(real[c]))
         o_cols.append(enc(other[c]))
     return np.stack(r_cols, 1).astype(np.int64), np.stack(o_cols, 1).astype(np.int64)
+
+
+def bench_text(s: pd.Series) -> pd.Series:
+    """Values as text with every kind of null (None, NaN, NA) as one token."""
+    return s.astype(object).where(s.notna(), "<null>").astype(str)
 
 
 def bench_tvd(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,9 +115,9 @@ def bench_embed(ref: pd.DataFrame, frames: list[pd.DataFrame]) -> list[np.ndarra
             for out, f in zip(outs, frames):
                 out.append((f[c].astype(float).fillna(med).to_numpy() / scale)[:, None])
         else:
-            cats = pd.Index(pd.concat([f[c] for f in frames]).astype(str).unique())
+            cats = pd.Index(bench_text(pd.concat([f[c] for f in frames])).unique())
             for out, f in zip(outs, frames):
-                idx = cats.get_indexer(f[c].astype(str))
+                idx = cats.get_indexer(bench_text(f[c]))
                 out.append(np.eye(len(cats))[idx] / np.sqrt(2))
     return [np.hstack(o).astype(np.float32) for o in outs]
 
@@ -140,8 +145,9 @@ def bench_dcr_share(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFr
 
 
 def bench_exact_copy_rate(train: pd.DataFrame, synth: pd.DataFrame) -> float:
-    real = set(map(tuple, train.astype(str).to_numpy()))
-    return float(np.mean([tuple(r) in real for r in synth.astype(str).to_numpy()]))
+    as_text = lambda df: df.apply(bench_text).to_numpy()  # noqa: E731
+    real = set(map(tuple, as_text(train)))
+    return float(np.mean([tuple(r) in real for r in as_text(synth)]))
 
 
 # ------------------------------------------------------------------- main

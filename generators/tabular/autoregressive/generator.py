@@ -81,10 +81,12 @@ class AutoregressiveGenerator(Generator):
         import torch
 
         self.model_columns_ = columns
-        self.atoms_, self.edges_ = {}, {}
+        self.atoms_, self.edges_, self.integral_ = {}, {}, {}
         for j, c in enumerate(columns):
             if c.type == "numeric":
-                self.atoms_[j], self.edges_[j] = fit_numeric_tokens(frame[c.name].to_numpy(float), self.max_bins)
+                x = frame[c.name].to_numpy(float)
+                self.atoms_[j], self.edges_[j] = fit_numeric_tokens(x, self.max_bins)
+                self.integral_[j] = bool(np.all(x == np.round(x)))
         tokens = torch.from_numpy(self._tokenize(frame))
         rng = np.random.default_rng(self.seed)
         perm = rng.permutation(len(tokens))
@@ -153,7 +155,7 @@ class AutoregressiveGenerator(Generator):
         out = {}
         for j, c in enumerate(self.model_columns_):
             out[c.name] = (tok[:, j].astype(np.int64) if c.type == "categorical"
-                           else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng))
+                           else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng, self.integral_[j]))
         return pd.DataFrame(out)
 
     # ------------------------------------------------------- persistence
@@ -161,13 +163,15 @@ class AutoregressiveGenerator(Generator):
         arrays = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         for j in self.atoms_:
             arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
-        return {"numeric": sorted(self.atoms_), "history": self.history_}, arrays
+        return {"numeric": sorted(self.atoms_), "integral": [self.integral_[j] for j in sorted(self.atoms_)],
+                "history": self.history_}, arrays
 
     def _set_state(self, state, arrays):
         import torch
 
         self.atoms_ = {j: arrays[f"atoms{j}"] for j in state["numeric"]}
         self.edges_ = {j: arrays[f"edges{j}"] for j in state["numeric"]}
+        self.integral_ = dict(zip(state["numeric"], state["integral"]))
         self.history_ = state["history"]
         self.epochs_run_ = len(self.history_)
         net = self._build()

@@ -29,13 +29,30 @@ def numeric_to_tokens(x: np.ndarray, atoms: np.ndarray, edges: np.ndarray) -> np
     return tok
 
 
-def tokens_to_numeric(tok: np.ndarray, atoms: np.ndarray, edges: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Atoms map to their value; a bin token to a uniform draw inside the bin."""
+def tokens_to_numeric(tok: np.ndarray, atoms: np.ndarray, edges: np.ndarray, rng: np.random.Generator,
+                      integral: bool = False) -> np.ndarray:
+    """Atoms map to their value; a bin token to a uniform draw inside the bin.
+
+    For a column of whole numbers the draw is a uniform whole number of the bin that is not an atom (atoms have
+    their own tokens), so rounding does not pile extra mass onto the atoms or across bin edges.
+    """
     out = np.empty(len(tok))
     a = tok < len(atoms)
     out[a] = atoms[tok[a]]
     if len(edges):
         b = tok[~a] - len(atoms)
         lo, hi = edges[b], edges[b + 1]
-        out[~a] = lo + rng.random(len(b)) * (hi - lo)
+        if not integral:
+            out[~a] = lo + rng.random(len(b)) * (hi - lo)
+        else:
+            last = b == len(edges) - 2  # the last bin includes its upper edge
+            lo_i, hi_i = np.ceil(lo), np.where(last, np.floor(hi) + 1, np.ceil(hi))
+            hi_i = np.maximum(hi_i, lo_i + 1)
+            draw = lo_i + np.floor(rng.random(len(b)) * (hi_i - lo_i))
+            for _ in range(20):
+                bad = np.isin(draw, atoms)
+                if not bad.any():
+                    break
+                draw[bad] = lo_i[bad] + np.floor(rng.random(int(bad.sum())) * (hi_i[bad] - lo_i[bad]))
+            out[~a] = draw
     return out

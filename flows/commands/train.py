@@ -1,0 +1,64 @@
+"""`synthwatch train`, `synthwatch generate` and `synthwatch models`."""
+
+from __future__ import annotations
+
+from flows.commands import CommandResult, add_common
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="Fit a generator on a warehouse table (keeps a holdout split).")
+    add_common(p)
+    p.add_argument("--table", required=True, help="warehouse table to learn")
+    p.add_argument("--generator", default="autoregressive",
+                   help="generator name (autoregressive, cart, gmm, gaussian_copula, ctgan, tvae)")
+    p.add_argument("--epochs", type=int, help="maximum training epochs (neural generators)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default 0)")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of rows kept out of training (default 0.2)")
+    p.set_defaults(handler=run_train_command)
+
+    p = subparsers.add_parser("generate", help="Sample a synthetic table from a trained model.")
+    add_common(p)
+    p.add_argument("--model", required=True, help="model id (see synthwatch models)")
+    p.add_argument("--rows", required=True, type=int, help="number of rows to generate")
+    p.add_argument("--table", required=True, help="table to write the synthetic rows to (replaced)")
+    p.add_argument("--seed", type=int, help="seed: the same seed gives the same rows")
+    p.add_argument("--where", help='only rows with these values, e.g. --where "Class=1" or "sex=Male,income=>50K"')
+    p.set_defaults(handler=run_generate_command)
+
+    p = subparsers.add_parser("models", help="List trained models.")
+    add_common(p)
+    p.set_defaults(handler=run_models_command)
+
+
+def run_train_command(args, settings) -> CommandResult:
+    from flows.train import run_train
+
+    r = run_train(settings, args.table, args.generator, epochs=args.epochs, seed=args.seed, holdout=args.holdout)
+    epochs = f", {r['epochs_run']} epochs" if r.get("epochs_run") else ""
+    text = (f"model {r['model_id']}: {r['generator']} on {r['source_table']} ({r['train_rows']} rows, "
+            f"{r['holdout_rows']} held out) in {r['fit_seconds']:.1f}s{epochs}\n  saved to {r['path']}")
+    return CommandResult(data={"ok": True, **r}, text=text)
+
+
+def run_generate_command(args, settings) -> CommandResult:
+    from flows.generate import run_generate
+
+    r = run_generate(settings, args.model, args.rows, args.table, seed=args.seed, where=args.where)
+    cond = f" where {r['conditions']}" if r["conditions"] else ""
+    text = f"{r['table']}: {r['rows']} synthetic rows from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s"
+    return CommandResult(data={"ok": True, **r}, text=text)
+
+
+def run_models_command(args, settings) -> CommandResult:
+    from flows.train import list_models
+
+    models = list_models(settings)
+    if not models:
+        text = "no trained models yet: run synthwatch train --table T"
+    else:
+        lines = [f"{'model':<40} {'generator':<16} {'source':<20} {'train':>8} {'holdout':>8} {'fit s':>8}  created"]
+        for m in models:
+            lines.append(f"{m['model_id']:<40} {m['generator']:<16} {m['source_table']:<20} {m['train_rows']:>8} "
+                         f"{m['holdout_rows']:>8} {m['fit_seconds']:>8.1f}  {m['created_at'][:19]}")
+        text = "\n".join(lines)
+    return CommandResult(data={"ok": True, "models": models}, text=text)

@@ -1,0 +1,249 @@
+"""Train flow: split off a holdout, fit a generator on the rest, store the model and its `_models` row."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.states import Failed
+
+from flows.errors import SynthwatchError
+from flows.warehouse import Warehouse, validate_table_name
+
+MODELS_DDL = """
+CREATE TABLE IF NOT EXISTS main._models (
+    model_id VARCHAR PRIMARY KEY,
+    generator VARCHAR NOT NULL,
+    params JSON NOT NULL,
+    source_table VARCHAR NOT NULL,
+    source_hash VARCHAR NOT NULL,
+    train_table VARCHAR NOT NULL,
+    holdout_table VARCHAR,
+    train_rows BIGINT NOT NULL,
+    holdout_rows BIGINT NOT NULL,
+    seed BIGINT NOT NULL,
+    fit_seconds DOUBLE NOT NULL,
+    path VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+)
+"""
+MODEL_COLUMNS = ("model_id", "generator", "params", "source_table", "source_hash", "train_table", "holdout_table",
+                 "train_rows", "holdout_rows", "seed", "fit_seconds", "path", "created_at")
+
+
+class TrainError(SynthwatchError):
+    """Training input that cannot be used: unknown generator, bad holdout share, unusable table."""
+
+
+class ModelNotFound(SynthwatchError):
+    """A model id that is not in `_models`."""
+
+
+def check_train_args(generator: str, holdout: float, epochs: int | None, params: dict | None = None) -> dict:
+    """Validate the cheap arguments; returns the generator's hyperparameters (seed added by the caller)."""
+    import inspect
+
+    from generators.registry import get_generator_class
+
+    cls = get_generator_class(generator)  # UnknownGeneratorError names the choices
+    if not 0.0 <= holdout < 0.9:
+        raise TrainError(f"--holdout must be a share in [0, 0.9), got {holdout}")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    params = dict(params or {})
+    if epochs is not None:
+        if epochs < 1:
+            raise TrainError(f"--epochs must be at least 1, got {epochs}")
+        if "epochs" not in accepted:
+            raise TrainError(f"generator {generator!r} does not train in epochs; drop --epochs")
+        params["epochs"] = int(epochs)
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise TrainError(f"generator {generator!r} has no parameters {unknown}; it takes {sorted(accepted)}")
+    return params
+
+
+def check_trainable_table(wh: Warehouse, table: str) -> None:
+    """Raise before any flow starts if the table is missing, has no rows or has an all-null column."""
+    from flows.warehouse import qualified, quote_ident
+
+    if not wh.table_exists(table):
+        wh.read_frame(table)  # raises TableNotFound listing the tables
+    with wh.read() as con:
+        cols = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
+        counts = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(c)})" for c in cols)
+                             + f" FROM {qualified(table)}").fetchone()
+    if counts[0] == 0:
+        raise TrainError(f"table {table} has no rows; ingest data into it before training")
+    empty = [c for c, n in zip(cols, counts[1:]) if n == 0]
+    if empty:
+        raise TrainError(f"table {table} has columns that are entirely null: {', '.join(empty)}; "
+                         "drop them (or fill them) before training")
+
+
+def split_holdout(data: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout): a seeded random split; the holdout gets round(share * rows) rows."""
+    perm = np.random.default_rng(seed).permutation(len(data))
+    n_hold = int(round(share * len(data)))
+    if share > 0 and len(data) - n_hold < 2:
+        raise TrainError(f"the table has {len(data)} rows: too few to keep a {share:.0%} holdout; "
+                         "use --holdout 0 or more rows")
+    hold = data.iloc[np.sort(perm[:n_hold])].reset_index(drop=True)
+    train = data.iloc[np.sort(perm[n_hold:])].reset_index(drop=True)
+    return train, hold
+
+
+def new_model_id(table: str, generator: str) -> str:
+    return f"{table}_{generator}_{uuid.uuid4().hex[:8]}"
+
+
+class _RunLoggerHandler(logging.Handler):
+    """Forwards the generators library's progress (epoch, loss) to the Prefect run logger."""
+
+    def __init__(self, logger):
+        super().__init__(logging.INFO)
+        self.target = logger
+
+    def emit(self, record):
+        self.target.info(record.getMessage())
+
+
+def train_model(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
+                holdout: float, progress=None) -> dict:
+    """Read the table, split, fit, save under models_dir/<id>/ and record it; nothing is kept on failure."""
+    from generators.registry import make_generator
+
+    wh = Warehouse(db_path)
+    validate_table_name(table)
+    data = wh.read_frame(table)
+    source_hash = wh.table_hash(table)
+    if len(data) == 0:
+        raise TrainError(f"table {table} has no rows; ingest data into it before training")
+    train, hold = split_holdout(data, holdout, seed)
+    gen = make_generator(generator, **params, seed=seed)
+    lib_log = logging.getLogger("generators")
+    handler = _RunLoggerHandler(progress) if progress is not None else None
+    if handler:
+        lib_log.addHandler(handler)
+        lib_log.setLevel(logging.INFO)
+    try:
+        started = time.perf_counter()
+        gen.fit(train)  # no warehouse connection is held while fitting
+        fit_seconds = time.perf_counter() - started
+    finally:
+        if handler:
+            lib_log.removeHandler(handler)
+    model_id = new_model_id(table, generator)
+    path = Path(models_dir) / model_id
+    gen.save(path)
+    train_table, holdout_table = f"_train_{model_id}", (f"_holdout_{model_id}" if len(hold) else None)
+    row = {"model_id": model_id, "generator": generator, "params": json.dumps(gen.get_params()),
+           "source_table": table, "source_hash": source_hash, "train_table": train_table,
+           "holdout_table": holdout_table, "train_rows": len(train), "holdout_rows": len(hold), "seed": seed,
+           "fit_seconds": round(fit_seconds, 3), "path": str(path),
+           "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+    try:
+        with wh.transaction() as con:
+            con.execute(MODELS_DDL)
+            Warehouse.write_frame(con, train_table, train, internal=True)
+            if holdout_table:
+                Warehouse.write_frame(con, holdout_table, hold, internal=True)
+            con.execute(f"INSERT INTO main._models ({', '.join(MODEL_COLUMNS)}) VALUES "
+                        f"({', '.join('?' * len(MODEL_COLUMNS))})", [row[c] for c in MODEL_COLUMNS])
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    out = {k: (str(v) if k == "created_at" else v) for k, v in row.items()}
+    out["params"] = gen.get_params()
+    out["epochs_run"] = getattr(gen, "epochs_run_", None)
+    return out
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    from generators.errors import GeneratorError
+
+    return (SynthwatchError, GeneratorError)
+
+
+@task(cache_policy=NONE)
+def train_task(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
+               holdout: float) -> dict:
+    """Fit one generator on one warehouse table."""
+    try:
+        return train_model(db_path, models_dir, table, generator, params, seed, holdout, progress=get_run_logger())
+    except user_errors() as exc:
+        # bad input is an expected outcome: hand it to the flow as data, no traceback
+        return {"error": str(exc), "error_type": type(exc).__name__}
+
+
+@flow(name="train", log_prints=False)
+def train_flow(db_path: str, models_dir: str, table: str, generator: str, params: dict | None = None,
+               seed: int = 0, holdout: float = 0.2):
+    """Train a tabular generator on a warehouse table, keeping a holdout split for the privacy checks."""
+    logger = get_run_logger()
+    result = train_task(db_path, models_dir, table, generator, params or {}, seed, holdout)
+    if "error" in result:
+        logger.info("training on %s failed: %s", table, result["error"])
+        return Failed(message=result["error"], data=result)
+    logger.info("model %s trained on %s rows of %s in %.1fs", result["model_id"], result["train_rows"], table,
+                result["fit_seconds"])
+    return result
+
+
+def run_train(settings, table: str, generator: str, *, epochs: int | None = None, seed: int = 0,
+              holdout: float = 0.2, params: dict | None = None) -> dict:
+    """Check the cheap things, then run the train flow; returns its result or raises its one-line error."""
+    from flows.commands import state_result
+
+    validate_table_name(table)
+    params = check_train_args(generator, holdout, epochs, params)
+    check_trainable_table(Warehouse(settings.db_path), table)
+    state = train_flow(str(settings.db_path), str(settings.models_dir), table, generator, params, seed, holdout,
+                       return_state=True)
+    return state_result(state)
+
+
+def list_models(settings) -> list[dict]:
+    """Every trained model, newest first (empty when none)."""
+    wh = Warehouse(settings.db_path)
+    if not settings.db_path.exists():
+        return []
+    with wh.read() as con:
+        if not Warehouse.exists(con, "_models"):
+            return []
+        rows = con.execute(f"SELECT {', '.join(MODEL_COLUMNS)} FROM main._models ORDER BY created_at DESC").fetchall()
+    return [{c: (str(v) if c == "created_at" else json.loads(v) if c == "params" else v)
+             for c, v in zip(MODEL_COLUMNS, r)} for r in rows]
+
+
+def get_model_row(settings, model_id: str) -> dict:
+    for row in list_models(settings):
+        if row["model_id"] == model_id:
+            return row
+    known = [r["model_id"] for r in list_models(settings)][:10]
+    raise ModelNotFound(f"unknown model id {model_id!r}; trained models: "
+                        f"{', '.join(known) if known else '(none yet: run synthwatch train)'}")
+
+
+def pipeline_stage(settings, stage_config: dict) -> dict:
+    """`synthwatch run` stage: train the configured generator on each configured table."""
+    cfg = stage_config or {}
+    jobs = cfg.get("models") or []
+    done = []
+    for job in jobs:
+        result = run_train(settings, job["table"], job.get("generator", "autoregressive"),
+                           epochs=job.get("epochs"), seed=int(job.get("seed", 0)),
+                           holdout=float(job.get("holdout", 0.2)), params=job.get("params"))
+        done.append({k: result[k] for k in ("model_id", "generator", "source_table", "train_rows", "holdout_rows",
+                                            "fit_seconds")})
+    return {"models": done}
+
+
