@@ -51,7 +51,7 @@ def _plain_value(v: Any) -> Any:
 
 
 def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance: float = 0.02,
-                        range_margin: float = 0.05, range_tolerance: float = 0.01, hard_range_margin: float = 0.5,
+                        range_margin: float = 0.05, range_tolerance: float = 0.01, hard_range_margin: float = 1.0,
                         max_categories: int = 1000) -> list[dict[str, Any]]:
     """Plain expectation specs from the real table: columns, types, ranges, category sets, nulls, unique ids.
 

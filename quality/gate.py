@@ -28,7 +28,7 @@ DEFAULT_THRESHOLDS: dict[str, float | None] = {
     "null_tolerance": 0.02,      # expectation suite: allowed extra null fraction where the real has nulls
     "range_margin": 0.05,        # expectation suite: soft numeric range widening, as a fraction of the real range
     "range_tolerance": 0.01,     # expectation suite: share of values allowed outside the soft range
-    "hard_range_margin": 0.5,    # expectation suite: synthetic min/max must stay within this widening of the range
+    "hard_range_margin": 1.0,    # expectation suite: synthetic min/max must stay within this widening of the range
 }
 
 

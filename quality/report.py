@@ -72,13 +72,15 @@ def association_matrix(frame: pd.DataFrame, real: pd.DataFrame, columns: list[st
         codes[c] = own
     m = np.eye(len(columns))
     for (i, a), (j, b) in combinations(enumerate(columns), 2):
-        table = pd.crosstab(codes[a], codes[b]).to_numpy().astype(float)
+        ka, kb = int(codes[a].max()) + 1, int(codes[b].max()) + 1
+        table = np.bincount(codes[a] * kb + codes[b], minlength=ka * kb).reshape(ka, kb).astype(float)
+        table = table[table.sum(1) > 0][:, table.sum(0) > 0]
         n = table.sum()
         if n == 0 or min(table.shape) < 2:
             v = 0.0
         else:
             expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
-            chi2 = ((table - expected) ** 2 / np.where(expected > 0, expected, 1)).sum()
+            chi2 = ((table - expected) ** 2 / expected).sum()
             v = float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
         m[i, j] = m[j, i] = v
     return m

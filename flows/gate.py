@@ -1,0 +1,204 @@
+"""The quality gate: evaluate a synthetic table, write its HTML report, record it, publish or quarantine it."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from flows.config import Settings
+from flows.errors import SynthwatchError, TableNotFound
+from flows.warehouse import Warehouse, qualified, validate_table_name
+
+QUALITY_DDL = """
+CREATE TABLE IF NOT EXISTS main._quality_reports (
+    report_id VARCHAR PRIMARY KEY,
+    table_name VARCHAR NOT NULL,
+    passed BOOLEAN NOT NULL,
+    failing JSON NOT NULL,
+    checks JSON NOT NULL,
+    thresholds JSON NOT NULL,
+    source JSON NOT NULL,
+    published_schema VARCHAR,
+    report_path VARCHAR NOT NULL,
+    n_real BIGINT NOT NULL,
+    n_synthetic BIGINT NOT NULL,
+    n_holdout BIGINT,
+    seconds DOUBLE NOT NULL,
+    run_id VARCHAR,
+    created_at TIMESTAMP NOT NULL
+)
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def quality_config(settings: Settings) -> dict[str, Any]:
+    """The `quality:` section of the pipeline config: thresholds (validated now, so a typo fails fast), target."""
+    from quality.gate import resolve_thresholds
+
+    section = dict(settings.config.get("quality") or {})
+    thresholds = dict(section.get("thresholds") or {})
+    resolve_thresholds(thresholds)
+    return {"thresholds": thresholds, "targets": dict(section.get("targets") or {}),
+            "seed": int(section.get("seed", 0))}
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    """The Prefect artifact: verdict, failing checks, and the gated checks as a table."""
+    verdict = "PASSED" if result["passed"] else "FAILED"
+    lines = [f"# Quality gate {verdict}: `{result['table']}`", "",
+             f"Failing checks: {', '.join(result['failing']) or 'none'}", "",
+             f"Report: `{result['report_path']}`", "",
+             "| check | value | threshold | result |", "|---|---|---|---|"]
+    for check in result["checks"]:
+        if check["threshold"] is None and check["passed"]:
+            continue
+        if check["kind"] == "expectation" and check["passed"]:
+            continue
+        value = "—" if check["value"] is None else f"{check['value']:.4g}"
+        bound = "—" if check["threshold"] is None else (
+            ("≤ " if check["direction"] == "max" else "≥ ") + f"{check['threshold']:.4g}")
+        lines.append(f"| {check['name']} | {value} | {bound} | {'pass' if check['passed'] else '**FAIL**'} |")
+    n_expect = sum(1 for c in result["checks"] if c["kind"] == "expectation")
+    n_expect_failed = sum(1 for c in result["checks"] if c["kind"] == "expectation" and not c["passed"])
+    lines += ["", f"Expectations: {n_expect - n_expect_failed}/{n_expect} passed."]
+    return "\n".join(lines)
+
+
+def _artifact_key(table: str) -> str:
+    return "quality-" + re.sub(r"[^a-z0-9-]+", "-", table.lower()).strip("-")
+
+
+def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, *,
+             table: str, thresholds: dict | None, source: dict, target: str | None = None,
+             seed: int = 0) -> dict[str, Any]:
+    """Evaluate `synthetic` against `real` (and `holdout`), write the HTML report, publish a Prefect artifact
+    when inside a flow run; return a plain dict (passed, failing, report_path, checks...)."""
+    from quality import evaluate, render_report
+
+    report_id = uuid.uuid4().hex[:12]
+    report = evaluate(real, synthetic, holdout, thresholds=thresholds, target=target, seed=seed)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.reports_dir / f"{table}-{_now():%Y%m%dT%H%M%S}-{report_id}.html"
+    render_report(report, real, synthetic, title=f"Quality report: {table}", path=path)
+    data = report.to_dict()
+    from quality.gate import resolve_thresholds
+
+    result = {"report_id": report_id, "table": table, "passed": report.passed, "failing": report.failing,
+              "report_path": str(path), "checks": data["checks"], "timings": data["timings"],
+              "thresholds": resolve_thresholds(thresholds), "source": dict(source), "target": target,
+              "n_real": len(real), "n_synthetic": len(synthetic),
+              "n_holdout": None if holdout is None else len(holdout)}
+    if flow_run.get_id():
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(key=_artifact_key(table), markdown=summary_markdown(result),
+                                 description=f"quality gate of {table}")
+    return result
+
+
+def record_gate(con, result: dict[str, Any], *, published_schema: str | None = None,
+                run_id: str | None = None) -> str:
+    """Append one row to `_quality_reports` (created if missing) inside the caller's transaction."""
+    con.execute(QUALITY_DDL)
+    con.execute(
+        "INSERT INTO main._quality_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [result["report_id"], result["table"], bool(result["passed"]), json.dumps(result["failing"]),
+         json.dumps(result["checks"]), json.dumps(result["thresholds"]), json.dumps(result["source"], default=str),
+         published_schema, result["report_path"], int(result["n_real"]), int(result["n_synthetic"]),
+         None if result["n_holdout"] is None else int(result["n_holdout"]),
+         float(result["timings"].get("total", 0.0)), run_id, _now()])
+    return result["report_id"]
+
+
+def quarantine_or_publish(wh: Warehouse, con, table: str, df: pd.DataFrame, passed: bool) -> str:
+    """Write a gated table: to `main` when it passed (dropping any quarantined copy), else to `quarantine` only."""
+    validate_table_name(table)
+    if passed:
+        wh.write_frame(con, table, df, mode="replace", schema="main")
+        con.execute(f"DROP TABLE IF EXISTS {qualified(table, 'quarantine')}")
+        return "main"
+    wh.write_frame(con, table, df, mode="replace", schema="quarantine")
+    return "quarantine"
+
+
+def failure_message(result: dict[str, Any]) -> str:
+    failing = result["failing"]
+    shown = ", ".join(failing[:8]) + (f" and {len(failing) - 8} more" if len(failing) > 8 else "")
+    return f"quality gate failed for {result['table']}: {shown} (report: {result['report_path']})"
+
+
+# ------------------------------------------------------------------ Prefect task and flow
+def _read(wh: Warehouse, table: str | None) -> pd.DataFrame | None:
+    return None if table is None else wh.read_frame(table)
+
+
+@task(cache_policy=NONE)
+def gate_task(settings: Settings, real: str, synthetic: str, holdout: str | None, target: str | None,
+              thresholds: dict, seed: int) -> dict:
+    """Read the three tables, run the gate and record it in `_quality_reports`."""
+    from quality.errors import QualityError
+
+    try:
+        wh = Warehouse(settings.db_path)
+        frames = [_read(wh, t) for t in (real, synthetic, holdout)]
+        result = run_gate(settings, frames[0], frames[1], frames[2], table=synthetic, thresholds=thresholds,
+                          target=target, seed=seed, source={"real": real, "synthetic": synthetic,
+                                                            "holdout": holdout, "command": "validate"})
+        with wh.transaction() as con:
+            record_gate(con, result, run_id=str(flow_run.get_id() or ""))
+        return result
+    except (SynthwatchError, QualityError) as exc:
+        return {"error": str(exc), "error_type": type(exc).__name__}
+
+
+@flow(name="quality-validate")
+def validate_flow(settings: Settings, real: str, synthetic: str, holdout: str | None = None,
+                  target: str | None = None, thresholds: dict | None = None, seed: int = 0):
+    """Run every quality check of one synthetic table against its real (and holdout) table."""
+    logger = get_run_logger()
+    result = gate_task(settings, real, synthetic, holdout, target, thresholds or {}, seed)
+    if "error" in result:
+        logger.info("validate %s failed: %s", synthetic, result["error"])
+        return Failed(message=result["error"], data=result)
+    if not result["passed"]:
+        logger.info(failure_message(result))
+        return Failed(message=failure_message(result), data={**result, "exit_code": 1})
+    logger.info("quality gate passed for %s (report %s)", synthetic, result["report_path"])
+    return result
+
+
+def check_validate_request(settings: Settings, real: str, synthetic: str, holdout: str | None,
+                           target: str | None) -> None:
+    """Cheap checks before Prefect starts: names, tables, the target column, the config's thresholds."""
+    from quality.errors import TargetError
+
+    wh = Warehouse(settings.db_path)
+    for name in (real, synthetic, holdout):
+        if name is None:
+            continue
+        validate_table_name(name)
+        if not wh.table_exists(name):
+            wh.read_frame(name)  # raises TableNotFound listing the tables
+    if target is not None:
+        with wh.read() as con:
+            columns = [r[0] for r in con.execute(f"DESCRIBE {qualified(real)}").fetchall()]
+        if target not in columns:
+            raise TargetError(f"target column {target!r} is not in table {real}; columns: {', '.join(columns)}")
+    quality_config(settings)
+
+
+__all__ = ["run_gate", "record_gate", "quarantine_or_publish", "validate_flow", "QUALITY_DDL", "TableNotFound",
+           "failure_message", "summary_markdown", "quality_config", "check_validate_request"]
