@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
+import pandas as pd
 
 
 def _plain(value: Any) -> Any:
@@ -24,7 +25,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return None if math.isnan(value) or math.isinf(value) else value
-    return value
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 @dataclass(frozen=True)

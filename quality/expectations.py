@@ -52,14 +52,15 @@ def _plain_value(v: Any) -> Any:
 
 def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance: float = 0.02,
                         range_margin: float = 0.05, range_tolerance: float = 0.01, hard_range_margin: float = 1.0,
-                        max_categories: int = 1000) -> list[dict[str, Any]]:
+                        max_categories: int = 1000, n_synthetic: int | None = None) -> list[dict[str, Any]]:
     """Plain expectation specs from the real table: columns, types, ranges, category sets, nulls, unique ids.
 
     Numeric ranges come in two strengths. Soft: values within the real [min, max] widened by
     `range_margin` x range, for all but `range_tolerance` of the rows (a faithful sample of an unbounded
     distribution lands a few values past the real extremes). Hard: the synthetic min and max within the real
     ones widened by `hard_range_margin` x range (one absurd value fails). A column with no real nulls must have
-    none; one with null fraction f may have up to f + `null_tolerance`; categorical columns with more than
+    none; one with null fraction f may have up to f + max(`null_tolerance`, 3 standard errors of the difference
+    of two null fractions over len(real) and `n_synthetic` rows); categorical columns with more than
     `max_categories` distinct values get no set expectation.
     """
     out: list[dict[str, Any]] = [{
@@ -76,10 +77,14 @@ def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance:
         if null_fraction == 0.0:
             out.append({"type": "expect_column_values_to_not_be_null", "column": column, "kwargs": {},
                         "label": "no nulls"})
-        elif null_fraction + null_tolerance < 1.0:
-            mostly = round(1.0 - null_fraction - null_tolerance, 6)
-            out.append({"type": "expect_column_values_to_not_be_null", "column": column,
-                        "kwargs": {"mostly": mostly}, "label": f"null fraction <= {1 - mostly:.3f}"})
+        else:
+            # sampling noise of two null fractions (3 standard errors) when it exceeds the fixed tolerance
+            noise = 3.0 * np.sqrt(null_fraction * (1 - null_fraction) * (1 / len(real) + 1 / (n_synthetic or len(real))))
+            allowed = null_fraction + max(null_tolerance, float(noise))
+            if allowed < 1.0:
+                mostly = round(1.0 - allowed, 6)
+                out.append({"type": "expect_column_values_to_not_be_null", "column": column,
+                            "kwargs": {"mostly": mostly}, "label": f"null fraction <= {1 - mostly:.3f}"})
         if column in spec.ids:
             out.append({"type": "expect_column_values_to_be_unique", "column": column, "kwargs": {},
                         "label": "unique values (id)"})
@@ -131,6 +136,19 @@ def build_suite(expectations: list[dict[str, Any]], *, name: str = "synthetic_vs
     return suite
 
 
+def _gx_frame(synthetic: pd.DataFrame) -> pd.DataFrame:
+    """A copy GX can type-check: pandas extension dtypes (Int64, boolean, string, category) become object columns of
+    plain Python values, which GX checks value by value (it compares extension dtypes unreliably)."""
+    frame = synthetic.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(dtype, pd.DatetimeTZDtype):
+            values = frame[column].astype(object)
+            frame[column] = values.where(values.notna(), None)
+    return frame
+
+
 def _check_name(spec: dict[str, Any]) -> str:
     return spec["type"] if spec["column"] is None else f"{spec['type']}[{spec['column']}]"
 
@@ -138,13 +156,12 @@ def _check_name(spec: dict[str, Any]) -> str:
 def validate_expectations(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec,
                           **derive_kwargs: Any) -> list[CheckResult]:
     """Derive the suite from `real`, validate `synthetic` against it; one CheckResult per expectation."""
-    expectations = derive_expectations(real, spec, **derive_kwargs)
+    expectations = derive_expectations(real, spec, n_synthetic=len(synthetic), **derive_kwargs)
     gx, context = _gx_context()
     suite = build_suite(expectations)
     source = context.data_sources.add_pandas("synthetic")
     batch_definition = source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
-    frame = synthetic.copy()
-    frame.columns = [str(c) for c in frame.columns]
+    frame = _gx_frame(synthetic)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})

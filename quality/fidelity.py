@@ -106,8 +106,11 @@ def _model_frame(frames: list[pd.DataFrame], spec: ColumnSpec, columns: list[str
     outs = [pd.DataFrame(index=range(len(f))) for f in frames]
     for column in columns:
         if column in spec.numeric:
-            for out, frame in zip(outs, frames):
-                out[column] = numeric_values(frame[column])
+            values = [numeric_values(frame[column]) for frame in frames]
+            if all(np.isnan(v).all() for v in values):
+                continue  # an all-null column carries no signal, and the binner cannot bin it
+            for out, v in zip(outs, values):
+                out[column] = v
             continue
         codes, cats = category_codes([f[column] for f in frames])
         counts = np.bincount(codes[0], minlength=len(cats))
