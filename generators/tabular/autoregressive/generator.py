@@ -40,9 +40,10 @@ class AutoregressiveGenerator(Generator):
 
     name = "autoregressive"
 
-    def __init__(self, *, epochs: int = 60, batch_size: int = 512, hidden: int = 128, embedding_dim: int = 8,
-                 max_bins: int = 32, learning_rate: float = 3e-3, dropout: float = 0.1,
-                 validation_fraction: float = 0.1, patience: int = 4, num_threads: int | None = 1,
+    def __init__(self, *, epochs: int = 60, batch_size: int = 512, hidden: int = 64, embedding_dim: int = 8,
+                 max_bins: int = 32, learning_rate: float = 1e-3, weight_decay: float = 0.0, dropout: float = 0.0,
+                 validation_fraction: float = 0.1, patience: int = 4, calibrate: bool = True,
+                 num_threads: int | None = 1,
                  seed: int = 0):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -50,9 +51,11 @@ class AutoregressiveGenerator(Generator):
         self.embedding_dim = embedding_dim
         self.max_bins = max_bins
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.dropout = dropout
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.calibrate = calibrate
         # one thread by default: on a shared 2-core machine extra threads thrash instead of helping
         self.num_threads = num_threads
         self.seed = seed
@@ -95,7 +98,13 @@ class AutoregressiveGenerator(Generator):
         with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
             torch.manual_seed(self.seed)
             net = self._build()
-            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+            # start every column's logits at its log marginal: the optimiser then only learns the dependence
+            # on earlier columns (Adam moves a bias by about one learning rate per step, far too slowly otherwise)
+            with torch.no_grad():
+                for j, v in enumerate(net.vocab_sizes):
+                    counts = torch.bincount(train[:, j], minlength=v).double()
+                    net.b3[j, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
+            opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
             g = torch_generator(rng)
             best, best_state, stale = math.inf, None, 0
             self.history_ = []
@@ -127,9 +136,33 @@ class AutoregressiveGenerator(Generator):
                     if stale >= self.patience:
                         break
             net.load_state_dict(best_state)
-        net.eval()
+            net.eval()
+            if self.calibrate:
+                self._calibrate_marginals(net, tokens, g)
         self.net_ = net
         self.epochs_run_ = len(self.history_)
+
+    @staticmethod
+    def _calibrate_marginals(net, tokens, g, n_rows: int = 20000, rounds: int = 2) -> None:
+        """Shift each column's output bias so its marginal under the model's own samples matches the data's.
+
+        Columns are visited in generation order on rows the model itself samples, so the correction also covers
+        the drift that builds up from column to column. Only the training marginals (aggregates) are used.
+        """
+        import torch
+
+        m = tokens.shape[1]
+        n = min(n_rows, max(len(tokens), 1000))
+        sampled = torch.zeros((n, m), dtype=torch.long)
+        with torch.no_grad():
+            for j, v in enumerate(net.vocab_sizes):
+                target = torch.bincount(tokens[:, j], minlength=v).double() / len(tokens)
+                for _ in range(rounds):
+                    pred = torch.softmax(net.column_logits(sampled, j), dim=1).double().mean(0)
+                    shift = torch.log((target + 1e-6) / (pred + 1e-6)).clamp(-5, 5)
+                    net.b3[j, :v] += shift.float()
+                probs = torch.softmax(net.column_logits(sampled, j), dim=1)
+                sampled[:, j] = torch.multinomial(probs, 1, generator=g)[:, 0]
 
     @staticmethod
     def _loss(net, batch):
