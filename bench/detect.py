@@ -7,8 +7,9 @@ Model and score-mode choices use a validation split carved from the training per
 
 Protocols
 - creditcard: rows sorted by Time; the first 80% is the training period and the last 20% the test split. Inside
-  the training period the last 10% (by time) is a labelled validation split (used by ganomaly's score-mode choice
-  and nothing else); detectors fit on the normal rows of the first 90% of the training period. Features:
+  the training period the last 10% (by time) plus the frauds of the first 90% form a labelled validation split (used
+  by ganomaly's score-mode choice and the thresholds, nothing else); detectors fit on the normal rows of the first
+  90% of the training period. Features:
   V1..V28, log1p(Amount) and hour of day (sin/cos) from Time.
 - mitdb: the 7,500-point series; train on the first 70% of points, test on the last 30% (all labelled anomalies
   fall there); point-level AUROC/AUPRC with no point adjustment. No labelled validation exists before the test
@@ -42,7 +43,10 @@ RAW = ROOT / "data" / "raw"
 # Hyperparameters fixed before looking at any test figure (epochs are capped by --max-epochs).
 CONFIG = {
     "creditcard": {
-        "ganomaly": dict(epochs=10, batch_size=512, width=64, latent_dim=16, learning_rate=1e-3),
+        # Squared contextual loss (not the paper's L1): validation AUPRC 0.67-0.74 vs 0.42-0.55 with L1 in a
+        # 5-epoch comparison on the training-period selection set (no test rows involved).
+        "ganomaly": dict(epochs=10, batch_size=512, width=64, latent_dim=16, learning_rate=1e-3,
+                         contextual_loss="l2"),
         "anogan": dict(epochs=10, encoder_epochs=10, batch_size=512, width=64, latent_dim=16, learning_rate=1e-3),
         "autoencoder": dict(epochs=10, batch_size=512, width=64, latent_dim=8, learning_rate=1e-3),
         "iforest": dict(n_estimators=100),
@@ -109,9 +113,13 @@ def creditcard_splits():
     n_train_period = int(len(frame) * 0.8)
     n_fit_period = int(n_train_period * 0.9)
     fit_rows = features.iloc[:n_fit_period][labels[:n_fit_period] == 0].reset_index(drop=True)
-    val = features.iloc[n_fit_period:n_train_period].reset_index(drop=True)
+    # Validation (model and score-mode choice): the validation period's rows plus the frauds of the fit period,
+    # which the detectors never train on; 24 frauds alone made the choice a coin toss.
+    fit_frauds = features.iloc[:n_fit_period][labels[:n_fit_period] == 1]
+    val = pd.concat([features.iloc[n_fit_period:n_train_period], fit_frauds], ignore_index=True)
+    val_labels = np.r_[labels[n_fit_period:n_train_period], np.ones(len(fit_frauds), dtype=labels.dtype)]
     test = features.iloc[n_train_period:].reset_index(drop=True)
-    return fit_rows, val, labels[n_fit_period:n_train_period], test, labels[n_train_period:]
+    return fit_rows, val, val_labels, test, labels[n_train_period:]
 
 
 def mitdb_splits():
@@ -173,7 +181,7 @@ def bench_creditcard(args) -> str:
         ratio = (f"ganomaly / iforest in this run: AUROC {g['auroc'][0]:.4f} vs {i['auroc'][0]:.4f}; "
                  f"AUPRC ratio {g['auprc'][0] / i['auprc'][0]:.2f}x.")
     note = (f"Fit on {len(fit_rows):,} normal rows (first 72% by Time), labelled validation {len(val):,} rows "
-            f"(72-80%), test {len(test):,} rows ({int(test_labels.sum())} frauds, last 20%). "
+            f"(72-80% plus the {int(val_labels.sum())} frauds before 80%), test {len(test):,} rows ({int(test_labels.sum())} frauds, last 20%). "
             f"Seeds: {args.seeds}; max epochs: {args.max_epochs}. {ratio}")
     return table("ULB credit-card fraud (time split)", results, note)
 

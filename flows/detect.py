@@ -189,8 +189,8 @@ def _take(data: Any, index: np.ndarray) -> Any:
 # ------------------------------------------------------------------ train
 def train_detector(settings: Settings, *, table: str, detector: str, label_column: str | None = None,
                    normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
-                   seed: int = 0, params: dict | None = None, run_id: str | None = None,
-                   model_id: str | None = None) -> dict:
+                   seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
+                   run_id: str | None = None, model_id: str | None = None) -> dict:
     """Fit a detector on a table's normal rows, save it under models/<id>/ and record it in `_detectors`."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -210,6 +210,9 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
     train_idx, val_idx = split_rows(len(frame), kind, seed)
     if labels is not None and kind != "timeseries":
         train_idx = train_idx[labels[train_idx] == 0]
+    if max_train_rows and kind != "timeseries" and len(train_idx) > int(max_train_rows):
+        # A seeded sample of the normal rows keeps demo and CI training short on big tables.
+        train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, int(max_train_rows), replace=False))
     val_labels = None
     if labels is not None:
         val_labels = labels[val_idx]
@@ -357,12 +360,12 @@ def score_task(settings: Settings, model_id: str, table: str) -> dict:
 @flow(name="detect-train")
 def detect_train_flow(settings: Settings, table: str, detector: str, label_column: str | None = None,
                       normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
-                      seed: int = 0, params: dict | None = None):
+                      seed: int = 0, params: dict | None = None, max_train_rows: int | None = None):
     """Train a detector on a warehouse table's normal rows."""
     logger = get_run_logger()
     result = train_task(settings, dict(table=table, detector=detector, label_column=label_column,
                                        normal_value=normal_value, key_column=key_column, epochs=epochs, seed=seed,
-                                       params=params))
+                                       params=params, max_train_rows=max_train_rows))
     if "error" in result:
         logger.info("detect train on %s failed: %s", table, result["error"])
         return Failed(message=result["error"], data=result)
@@ -418,7 +421,7 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     state = detect_train_flow(settings, table, cfg.get("detector", "ganomaly"), cfg.get("label_column"),
                               None if cfg.get("normal_value") is None else str(cfg["normal_value"]),
                               cfg.get("key_column"), cfg.get("epochs"), int(cfg.get("seed", 0)),
-                              cfg.get("params"), return_state=True)
+                              cfg.get("params"), cfg.get("max_train_rows"), return_state=True)
     from flows.commands import state_result
 
     trained = state_result(state)

@@ -32,6 +32,7 @@ class Ganomaly(Detector):
 
     def __init__(self, *, latent_dim: int = 16, width: int = 32, epochs: int = 15, batch_size: int = 256,
                  learning_rate: float = 2e-4, w_adv: float = 1.0, w_con: float = 50.0, w_lat: float = 1.0,
+                 contextual_loss: str = "l1",
                  score_mode: str = "auto", blend_weight: float = 0.5, kind: str = "auto",
                  contamination: float = 0.01, threshold: float | None = None, window_length: int = 32,
                  window_stride: int = 1, seed: int = 0):
@@ -45,6 +46,7 @@ class Ganomaly(Detector):
         self.w_adv = w_adv
         self.w_con = w_con
         self.w_lat = w_lat
+        self.contextual_loss = contextual_loss
         self.score_mode = score_mode
         self.blend_weight = blend_weight
 
@@ -57,7 +59,7 @@ class Ganomaly(Detector):
         with seeded(self.seed) as gen:
             self._build(list(x.shape[1:]))
             g_net, d_net = self.generator_, self.discriminator_
-            g_loss_fn = GeneratorLoss(self.w_adv, self.w_con, self.w_lat)
+            g_loss_fn = GeneratorLoss(self.w_adv, self.w_con, self.w_lat, self.contextual_loss)
             d_loss_fn = DiscriminatorLoss()
             opt_g = torch.optim.Adam(g_net.parameters(), lr=self.learning_rate, betas=(0.5, 0.999))
             opt_d = torch.optim.Adam(d_net.parameters(), lr=self.learning_rate, betas=(0.5, 0.999))

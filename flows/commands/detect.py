@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     train.add_argument("--key-column", help="column identifying each row in anomaly_scores (default: row number)")
     train.add_argument("--epochs", type=int, help="training epochs (deep detectors)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-train-rows", type=int, help="train on a seeded sample of at most this many normal rows")
     train.set_defaults(handler=run_detect_train)
 
     score = sub.add_parser("score", help="Score a table with a trained detector into anomaly_scores / alerts.")
@@ -32,7 +33,8 @@ def run_detect_train(args, settings) -> CommandResult:
 
     check_train_request(settings, args.table, args.detector)
     state = detect_train_flow(settings, args.table, args.detector, args.label_column, args.normal_value,
-                              args.key_column, args.epochs, args.seed, return_state=True)
+                              args.key_column, args.epochs, args.seed, None, args.max_train_rows,
+                              return_state=True)
     result = state_result(state)
     metrics = ", ".join(f"{k} {result[k]:.4f}" for k in ("auroc", "auprc", "precision", "recall")
                         if result.get(k) is not None)

@@ -140,8 +140,10 @@ def test_pipeline_stage_trains_scores_and_reports_top_alerts(settings, warehouse
 
     write_table(warehouse, "demo", creditcard_small)
     out = pipeline_stage(settings, {"table": "demo", "detector": "autoencoder", "label_column": "Class",
-                                    "normal_value": 0, "epochs": 2, "top": 5})
+                                    "normal_value": 0, "epochs": 2, "top": 5, "max_train_rows": 1000})
     assert out["scored"] == 2000 and 0 < len(out["top_alerts"]) <= 5
+    record = warehouse.read_frame("_detectors").iloc[0]
+    assert record["n_train"] == 1000 and record["model_id"] == out["model_id"]
     assert out["validation"]["auroc"] > 0.7
     assert "alerts" in out["text"]
     with warehouse.read() as con:
