@@ -65,3 +65,16 @@ def test_anogan_latent_search_is_pure_and_separates(make_data):
     assert not np.allclose(first, fast.score(test))
     assert roc_auc_score(labels, first) > 0.8
     assert all(p.grad is None for p in slow.generator_.parameters())
+
+
+def test_ganomaly_contextual_loss_options():
+    import torch
+
+    from detectors.ganomaly.loss import GeneratorLoss
+
+    x, x_hat = torch.zeros(2, 3), torch.full((2, 3), 2.0)
+    z = torch.zeros(2, 4)
+    f = torch.zeros(2, 5)
+    assert GeneratorLoss(0, 1, 0, "l1")(x, x_hat, z, z, f, f).item() == 2.0
+    assert GeneratorLoss(0, 1, 0, "l2")(x, x_hat, z, z, f, f).item() == 4.0
+    assert GeneratorLoss(1, 50, 1)(x, x_hat, z, z + 1, f, f + 1).item() == 1 + 100 + 1

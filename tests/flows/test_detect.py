@@ -149,3 +149,22 @@ def test_pipeline_stage_trains_scores_and_reports_top_alerts(settings, warehouse
     with warehouse.read() as con:
         top = con.execute("SELECT item_key FROM alerts LIMIT 5").df()["item_key"].tolist()
     assert top[: len(out["top_alerts"])] == [a["item_key"] for a in out["top_alerts"]]
+
+
+def test_series_train_and_score_per_point(cli, warehouse, tmp_path):
+    t = np.arange(300)
+    values = np.sin(2 * np.pi * t / 20)
+    labels = np.zeros(300, dtype=int)
+    values[270:280] += 3.0
+    labels[270:280] = 1
+    (tmp_path / "ecg.csv").write_text("t,value,label\n" + "".join(
+        f"{i},{v:.5f},{lab}\n" for i, v, lab in zip(t, values, labels)))
+    assert cli(["ingest", tmp_path / "ecg.csv", "--kind", "timeseries", "--table", "ecg"])[0] == 0
+    code, trained, err = run_json(cli, "detect", "train", "--table", "ecg", "--detector", "iforest",
+                                  "--label-column", "label")
+    assert code == 0, err
+    assert trained["kind"] == "timeseries" and trained["n_validation"] == 60 and trained["auroc"] > 0.8
+    code, scored, err = run_json(cli, "detect", "score", "--model", trained["model_id"], "--table", "ecg")
+    assert code == 0, err
+    scores = warehouse.read_frame("anomaly_scores")
+    assert len(scores) == 300 and scores["item_key"].tolist() == [str(i) for i in t]
