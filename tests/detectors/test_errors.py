@@ -99,3 +99,14 @@ def test_bad_contamination(make_data):
     train, _, _ = make_data("tabular")
     with pytest.raises(InvalidDataError, match="contamination"):
         IsolationForest(contamination=0.7).fit(train)
+
+
+def test_library_is_pure_no_flows_duckdb_or_prefect():
+    import subprocess
+    import sys
+
+    code = ("import sys, detectors.registry as r\n"
+            "[r.get_detector_class(n) for n in r.names()]\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('flows', 'duckdb', 'prefect')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
