@@ -91,48 +91,52 @@ class MixedTypeDistance:
 
 
 def chunked_nearest(query: np.ndarray, reference: np.ndarray, *, k: int = 1, chunk_rows: int | None = None,
-                    memory_mb: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact k-NN under Euclidean distance by matmul over query chunks (float32 products, float64 results)."""
+                    memory_mb: int = 256, track_reference: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Exact k-NN under Euclidean distance by matmul over query chunks (float32 products, float64 results).
+
+    `reference_min` (each reference row's nearest query distance) costs two extra passes over every chunk;
+    pass `track_reference=False` when it is not needed (it is then None).
+    """
     if k < 1 or k > len(reference):
         raise InvalidInputError(f"k={k} nearest neighbours needs 1 <= k <= {len(reference)} reference rows")
     # centring on the reference mean keeps the |q|^2 + |r|^2 - 2qr cancellation error small in float32
     center = reference.mean(axis=0)
-    ref = (reference - center).astype(np.float32)
-    ref_t = np.ascontiguousarray(ref.T)
-    ref_sq = (ref.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    ref = reference - center
+    # one augmented product gives |r|^2 - 2 q.r directly: [q, 1] @ [-2 r, |r|^2]^T
+    ref_aug = np.ascontiguousarray(np.hstack([-2.0 * ref, (ref ** 2).sum(1, keepdims=True)]).T.astype(np.float32))
     if chunk_rows is None:
-        chunk_rows = max(1, int(memory_mb * 2**20 // (4 * 3 * max(len(ref), 1))))
+        chunk_rows = max(1, int(memory_mb * 2**20 // (4 * 2 * max(len(ref), 1))))
     n = len(query)
     dist = np.empty((n, k))
     idx = np.empty((n, k), dtype=np.int64)
-    ref_min = np.full(len(ref), np.inf, dtype=np.float32)
+    ref_min = np.full(len(ref), np.inf, dtype=np.float32) if track_reference else None
     for start in range(0, n, chunk_rows):
-        q = (query[start:start + chunk_rows] - center).astype(np.float32)
-        d2 = q @ ref_t
-        d2 *= -2.0
-        d2 += ref_sq[None, :]
-        d2 += (q.astype(np.float64) ** 2).sum(1).astype(np.float32)[:, None]
-        np.maximum(d2, 0.0, out=d2)
-        np.minimum(ref_min, d2.min(axis=0), out=ref_min)
-        rows = np.arange(len(q))
+        centred = query[start:start + chunk_rows] - center
+        q_aug = np.hstack([centred, np.ones((len(centred), 1))]).astype(np.float32)
+        d2 = q_aug @ ref_aug
+        rows = np.arange(len(q_aug))
+        if ref_min is not None:
+            # the per-row |q|^2 does not change a row's argmin, so it is added only when columns are compared
+            d2 += (centred ** 2).sum(1).astype(np.float32)[:, None]
+            np.minimum(ref_min, d2.min(axis=0), out=ref_min)
         if k == 1:
             best = d2.argmin(axis=1)[:, None]
         elif k == 2:
             first = d2.argmin(axis=1)
-            kept = d2[rows, first].copy()
             d2[rows, first] = np.inf
-            second = d2.argmin(axis=1)
-            d2[rows, first] = kept
-            best = np.stack([first, second], axis=1)
+            best = np.stack([first, d2.argmin(axis=1)], axis=1)
         else:
             part = np.argpartition(d2, k - 1, axis=1)[:, :k]
             order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1)
             best = np.take_along_axis(part, order, axis=1)
-        idx[start:start + len(q)] = best
+        idx[start:start + len(q_aug)] = best
         # recompute the chosen distances exactly in float64 so ties and exact copies are exact zeros
-        diff = query[start:start + len(q)][:, None, :] - reference[best]
-        dist[start:start + len(q)] = np.sqrt((diff ** 2).sum(-1))
-    return dist, idx, np.sqrt(ref_min.astype(np.float64))
+        diff = query[start:start + len(q_aug)][:, None, :] - reference[best]
+        dist[start:start + len(q_aug)] = np.sqrt((diff ** 2).sum(-1))
+    if ref_min is not None:
+        ref_min = np.sqrt(np.maximum(ref_min, 0.0).astype(np.float64))
+    return dist, idx, ref_min
 
 
 def row_hashes(frame: pd.DataFrame, spec: ColumnSpec) -> np.ndarray:
@@ -182,7 +186,8 @@ def privacy_metrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
     to_train, _, train_to_synth = chunked_nearest(e_synth, e_train, k=min(2, n), chunk_rows=chunk_rows,
                                                   memory_mb=memory_mb)
     to_hold, _, hold_to_synth = chunked_nearest(e_synth, e_hold, k=1, chunk_rows=chunk_rows, memory_mb=memory_mb)
-    hold_to_train, _, _ = chunked_nearest(e_hold, e_train, k=min(2, n), chunk_rows=chunk_rows, memory_mb=memory_mb)
+    hold_to_train, _, _ = chunked_nearest(e_hold, e_train, k=min(2, n), chunk_rows=chunk_rows, memory_mb=memory_mb,
+                                          track_reference=False)
 
     d_train, d_hold = to_train[:, 0], to_hold[:, 0]
     tol = 1e-9

@@ -54,6 +54,9 @@ def test_chunked_nearest_equals_brute_force_and_is_chunk_invariant(k):
         np.testing.assert_allclose(np.sqrt(((q[:, None, :] - r[idx]) ** 2).sum(-1)), dist, atol=1e-9)
     for dist, idx, _ in results[1:]:
         np.testing.assert_array_equal(idx, results[0][1])
+    untracked = chunked_nearest(q, r, k=k, chunk_rows=7, track_reference=False)
+    assert untracked[2] is None
+    np.testing.assert_array_equal(untracked[1], results[0][1])
 
 
 def test_exact_copies_have_distance_exactly_zero():
