@@ -1,0 +1,7 @@
+"""Generators: learn a table and sample synthetic rows like it (pure library: DataFrames in, DataFrames out).
+
+    from generators.registry import make_generator
+    gen = make_generator("autoregressive").fit(df)          # schema inferred (or pass a TableSchema / overrides)
+    synth = gen.sample(1000, seed=0, conditions={"income": ">50K"})
+    gen.save("model_dir"); Generator.load("model_dir")       # JSON + safetensors, never pickle
+"""
