@@ -44,6 +44,7 @@ class Settings:
         """Resolve settings: explicit arguments, then SYNTHWATCH_* variables, then the project's data/ dir."""
         data = Path(data_dir or os.environ.get("SYNTHWATCH_DATA_DIR") or PROJECT_ROOT / "data").resolve()
         db_path = Path(db or os.environ.get("SYNTHWATCH_DB") or data / "warehouse.duckdb").resolve()
+        config = config or os.environ.get("SYNTHWATCH_CONFIG")
         config_path = Path(config).resolve() if config else None
         return cls(data_dir=data, db_path=db_path, config_path=config_path, config=load_config(config_path))
 

@@ -83,13 +83,15 @@ def _artifact_key(table: str) -> str:
 
 def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, *,
              table: str, thresholds: dict | None, source: dict, target: str | None = None,
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, id_columns: list[str] | None = None,
+             expectation_reference: pd.DataFrame | None = None) -> dict[str, Any]:
     """Evaluate `synthetic` against `real` (and `holdout`), write the HTML report, publish a Prefect artifact
     when inside a flow run; return a plain dict (passed, failing, report_path, checks...)."""
     from quality import evaluate, render_report
 
     report_id = uuid.uuid4().hex[:12]
-    report = evaluate(real, synthetic, holdout, thresholds=thresholds, target=target, seed=seed)
+    report = evaluate(real, synthetic, holdout, thresholds=thresholds, target=target, seed=seed,
+                      id_columns=id_columns, expectation_reference=expectation_reference)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"{table}-{_now():%Y%m%dT%H%M%S}-{report_id}.html"
     render_report(report, real, synthetic, title=f"Quality report: {table}", path=path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS main._generations (
     rows BIGINT NOT NULL,
     seed BIGINT,
     conditions JSON,
+    published_schema VARCHAR,
     created_at TIMESTAMP NOT NULL
 )
 """
@@ -52,22 +54,69 @@ def check_generate_args(rows: int, table: str, where: str | None) -> dict[str, s
     return parse_where(where)
 
 
-def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: dict) -> dict:
+def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: dict,
+                      gate: dict | None = None) -> dict:
     """Write the synthetic table and its `_generations` row on an open transaction `con`.
 
-    The one place a synthetic table reaches the warehouse (the quality gate wraps this step).
+    The one place a synthetic table reaches the warehouse: with a gate result, a table that failed goes to the
+    `quarantine` schema only and the gate's verdict is recorded in `_quality_reports` in the same transaction.
     """
+    from flows.gate import quarantine_or_publish, record_gate
+
     validate_table_name(table)
     if table == model_row.get("source_table"):
         raise GenerateError(f"refusing to overwrite the real table {table} with synthetic rows; choose another "
                             "--table")
     con.execute(GENERATIONS_DDL)
-    Warehouse.write_frame(con, table, df, mode="replace")
+    passed = True if gate is None else bool(gate["passed"])
+    schema = quarantine_or_publish(Warehouse(settings.db_path), con, table, df, passed)
     meta = model_row.get("_generation", {})
-    con.execute("INSERT INTO main._generations VALUES (?, ?, ?, ?, ?, ?)",
+    con.execute("INSERT INTO main._generations VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [table, model_row["model_id"], len(df), meta.get("seed"), json.dumps(meta.get("conditions") or {}),
-                 datetime.now(timezone.utc).replace(tzinfo=None)])
-    return {"table": table, "rows": len(df), "schema": "main", "published": True}
+                 schema, datetime.now(timezone.utc).replace(tzinfo=None)])
+    if gate is not None:
+        record_gate(con, gate, published_schema=schema, run_id=meta.get("run_id"))
+    return {"table": table, "rows": len(df), "schema": schema, "published": schema == "main"}
+
+
+def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, conditions: dict) -> dict:
+    """Run the quality gate of a new synthetic table against the model's training rows and holdout.
+
+    Conditional samples are compared with the real rows that meet the same conditions.
+    """
+    from flows.gate import quality_config, run_gate
+
+    wh = Warehouse(settings.db_path)
+    qcfg = quality_config(settings)
+    real = wh.read_frame(model_row["train_table"], internal=True)
+    holdout = wh.read_frame(model_row["holdout_table"], internal=True) if model_row.get("holdout_table") else None
+
+    def matching(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None or not conditions:
+            return frame
+        mask = pd.Series(True, index=frame.index)
+        for column, value in conditions.items():
+            mask &= frame[column].astype(str) == str(value)
+        return frame[mask].reset_index(drop=True)
+
+    full_real = real
+    real, holdout = matching(real), matching(holdout)
+    if len(real) < 2:
+        raise GenerateError(f"only {len(real)} training row(s) meet {conditions}: too few to check the synthetic "
+                            "rows against; train on more data or relax --where")
+    if holdout is not None and len(holdout) < 2:
+        holdout = None
+    target = qcfg["targets"].get(model_row["source_table"])
+    if target is not None and (target in conditions or target not in real.columns):
+        target = None  # a conditioned target has one class: no utility to measure
+    source = {"model_id": model_row["model_id"], "generator": model_row["generator"],
+              "real": model_row["train_table"], "holdout": model_row.get("holdout_table"),
+              "source_table": model_row["source_table"], "conditions": conditions, "command": "generate"}
+    # The model's own schema says which columns are ids (generated fresh, so checked for uniqueness).
+    schema = json.loads((Path(model_row["path"]) / "model.json").read_text()).get("schema", {})
+    id_columns = [c["name"] for c in schema.get("columns", []) if c.get("kind") == "id"]
+    return run_gate(settings, real, df, holdout, table=table, thresholds=qcfg["thresholds"], source=source,
+                    target=target, seed=qcfg["seed"], id_columns=id_columns, expectation_reference=full_real)
 
 
 def sample_model(model_row: dict, rows: int, seed: int | None, conditions: dict) -> pd.DataFrame:
@@ -90,36 +139,55 @@ def generate_table(settings, model_id: str, rows: int, table: str, seed: int | N
     sample_seconds = time.perf_counter() - started
     if progress is not None:
         progress.info("sampled %d rows from %s in %.1fs", len(df), model_id, sample_seconds)
+    if table == model_row.get("source_table"):
+        raise GenerateError(f"refusing to overwrite the real table {table} with synthetic rows; choose another "
+                            "--table")
+    gate = gate_synthetic(settings, model_row, table, df, conditions)
+    if progress is not None:
+        progress.info("quality gate of %s: %s (report %s)", table, "passed" if gate["passed"] else "FAILED",
+                      gate["report_path"])
     wh = Warehouse(settings.db_path)
-    row = dict(model_row, _generation={"seed": seed, "conditions": conditions})
+    from prefect.runtime import flow_run
+
+    row = dict(model_row, _generation={"seed": seed, "conditions": conditions,
+                                       "run_id": str(flow_run.get_id() or "")})
     with wh.transaction() as con:
-        published = publish_synthetic(settings, con, table, df, row)
+        published = publish_synthetic(settings, con, table, df, row, gate=gate)
     return {**published, "model_id": model_id, "generator": model_row["generator"], "seed": seed,
             "conditions": conditions, "sample_seconds": round(sample_seconds, 3),
-            "columns": [str(c) for c in df.columns]}
+            "columns": [str(c) for c in df.columns],
+            "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],
+                        "report_id": gate["report_id"]}}
 
 
 @task(cache_policy=NONE)
 def generate_task(db_path: str, data_dir: str, model_id: str, rows: int, table: str, seed: int | None,
-                  where: str | None) -> dict:
+                  where: str | None, config_path: str | None = None) -> dict:
     """Sample from one trained model into one table."""
     from flows.config import Settings
     from flows.train import user_errors
 
-    settings = Settings.from_env(db=db_path, data_dir=data_dir)
+    from flows.gate import failure_message
+
+    settings = Settings.from_env(db=db_path, data_dir=data_dir, config=config_path)
     try:
-        return generate_table(settings, model_id, rows, table, seed, where, progress=get_run_logger())
+        result = generate_table(settings, model_id, rows, table, seed, where, progress=get_run_logger())
     except user_errors() as exc:
         return {"error": str(exc), "error_type": type(exc).__name__,
                 "exit_code": getattr(exc, "exit_code", 2)}
+    if not result["quality"]["passed"]:
+        gate = {"table": table, **result["quality"]}
+        return {**result, "error": f"{failure_message(gate)}; written to quarantine.{table}, not published",
+                "error_type": "GateFailed", "exit_code": 1}
+    return result
 
 
 @flow(name="generate", log_prints=False)
 def generate_flow(db_path: str, data_dir: str, model_id: str, rows: int, table: str, seed: int | None = None,
-                  where: str | None = None):
-    """Generate a synthetic table from a trained model."""
+                  where: str | None = None, config_path: str | None = None):
+    """Generate a synthetic table from a trained model and gate it: publish if it passes, else quarantine."""
     logger = get_run_logger()
-    result = generate_task(db_path, data_dir, model_id, rows, table, seed, where)
+    result = generate_task(db_path, data_dir, model_id, rows, table, seed, where, config_path)
     if "error" in result:
         logger.info("generation into %s failed: %s", table, result["error"])
         return Failed(message=result["error"], data=result)
@@ -142,8 +210,12 @@ def run_generate(settings, model_id: str, rows: int, table: str, *, seed: int | 
         from generators.base import Generator
 
         Generator.load(row["path"]).codec_.check_conditions(conditions)
+    from flows.gate import quality_config
+
+    quality_config(settings)  # a bad threshold in the config fails here, before any flow starts
+    config_path = str(settings.config_path) if settings.config_path else None
     state = generate_flow(str(settings.db_path), str(settings.data_dir), model_id, rows, table, seed, where,
-                          return_state=True)
+                          config_path, return_state=True)
     return state_result(state)
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 from pathlib import Path
 
 SERVER_STATE = "server.json"
+
+
+class _WarningsOnly(logging.Filter):
+    synthwatch = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
 
 
 def server_state_path(prefect_home: Path) -> Path:
@@ -45,6 +53,11 @@ def configure_prefect(prefect_home: Path, data_dir: Path | None = None) -> str |
         "MPLCONFIGDIR": str(data_dir / ".matplotlib"),
     }
     os.environ.update(env)
+    # Great Expectations announces every ephemeral context at INFO on a logger of its own; keep it off the console.
+    # (it sets that logger to INFO when imported, so a filter, which survives setLevel, does the quieting).
+    gx_logger = logging.getLogger("great_expectations.data_context.types.base")
+    if not any(getattr(f, "synthwatch", False) for f in gx_logger.filters):
+        gx_logger.addFilter(_WarningsOnly())
     url = running_server_url(prefect_home)
     if url:
         os.environ["PREFECT_API_URL"] = url

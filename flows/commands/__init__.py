@@ -29,7 +29,10 @@ def state_result(state) -> dict:
     from flows.errors import SynthwatchError
 
     if state.is_failed() or state.is_crashed():
-        data = getattr(state, "data", None)
+        try:
+            data = state.result(raise_on_failure=False)
+        except Exception:
+            data = None
         message = state.message or "flow run failed"
         if isinstance(data, dict) and data.get("error"):
             message = data["error"]

@@ -45,7 +45,8 @@ def run_generate_command(args, settings) -> CommandResult:
 
     r = run_generate(settings, args.model, args.rows, args.table, seed=args.seed, where=args.where)
     cond = f" where {r['conditions']}" if r["conditions"] else ""
-    text = f"{r['table']}: {r['rows']} synthetic rows from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s"
+    text = (f"{r['table']}: {r['rows']} synthetic rows from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s; "
+            f"quality gate passed, published (report: {r['quality']['report_path']})")
     return CommandResult(data={"ok": True, **r}, text=text)
 
 

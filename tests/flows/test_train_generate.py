@@ -14,6 +14,11 @@ def run(cli, *args):
     return code, (json.loads(lines[-1]) if lines else None), err
 
 
+@pytest.fixture(autouse=True)
+def _gate_reports_only(report_only_config):
+    """These tests are about training and sampling mechanics; tests/flows/test_gate_generate.py tests the gate."""
+
+
 @pytest.fixture
 def adult_table(warehouse, adult_small):
     """300 real Adult rows as table `adult`, plus tables for the bad-input cases."""
@@ -115,7 +120,7 @@ def test_refusing_to_overwrite_the_source_happens_in_the_transaction(warehouse, 
     assert warehouse.snapshot() == before
 
 
-def test_pipeline_stages_train_then_generate(cli, warehouse, adult_small, tmp_path):
+def test_pipeline_stages_train_then_generate(cli, warehouse, adult_small, tmp_path, report_only_config):
     import yaml
 
     src = tmp_path / "adult.csv"
@@ -126,6 +131,7 @@ def test_pipeline_stages_train_then_generate(cli, warehouse, adult_small, tmp_pa
         "ingest": [{"source": str(src), "kind": "tabular", "table": "adult"}],
         "train": {"models": [{"table": "adult", "generator": "cart", "seed": 1}]},
         "generate": {"tables": [{"source_table": "adult", "generator": "cart", "rows": 50, "table": "adult_synth"}]},
+        "quality": yaml.safe_load(report_only_config.read_text())["quality"],
     }))
     code, out, err = cli(["run", "--config", config, "--json"])
     assert code == 0, err
