@@ -49,6 +49,8 @@ def _distribution_png(column: str, real: pd.Series, synth: pd.Series, numeric: b
         lo, hi = (np.quantile(both, [0.005, 0.995]) if len(both) else (0.0, 1.0))
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
         for values, label, color in ((r, "real", "#1f77b4"), (s, "synthetic", "#ff7f0e")):
+            if len(values) == 0:
+                continue  # an all-null column: nothing to draw (its missing rate is in the check table)
             # precomputed counts drawn as one stairs artist: far cheaper than hist's one patch per bin
             counts, _ = np.histogram(np.clip(values, lo, hi), bins=bins, density=True)
             ax.stairs(counts, bins, fill=True, alpha=0.55, label=label, color=color)
