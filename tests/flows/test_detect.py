@@ -168,3 +168,23 @@ def test_series_train_and_score_per_point(cli, warehouse, tmp_path):
     assert code == 0, err
     scores = warehouse.read_frame("anomaly_scores")
     assert len(scores) == 300 and scores["item_key"].tolist() == [str(i) for i in t]
+
+
+def test_images_with_folder_labels(cli, warehouse, tmp_path):
+    rng = np.random.default_rng(1)
+    for label, count in (("normal", 30), ("odd", 10)):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(count):
+            image = np.zeros((8, 8), np.uint8)
+            if label == "normal":
+                image[rng.integers(0, 8), :] = 255
+            else:
+                image[:, rng.integers(0, 8)] = 255
+            Image.fromarray(image).save(tmp_path / "imgs" / label / f"{i}.png")
+    assert cli(["ingest", tmp_path / "imgs", "--kind", "image", "--table", "imgs"])[0] == 0
+    code, trained, err = run_json(cli, "detect", "train", "--table", "imgs", "--detector", "iforest",
+                                  "--label-column", "label", "--normal-value", "normal")
+    assert code == 0, err
+    assert trained["kind"] == "image" and trained["n_validation"] == 8 and trained["auroc"] is not None
+    code, scored, err = run_json(cli, "detect", "score", "--model", trained["model_id"], "--table", "imgs")
+    assert code == 0 and scored["scored"] == 40, err
