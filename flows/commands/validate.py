@@ -11,7 +11,8 @@ def register(subparsers) -> None:
     p.add_argument("--real", required=True, help="the real table the synthetic one was trained on")
     p.add_argument("--synthetic", required=True, help="the synthetic table to check")
     p.add_argument("--holdout", help="real rows kept out of training (enables DCR share, NNDR, membership)")
-    p.add_argument("--target", help="a column to measure train-synthetic/test-real utility on")
+    p.add_argument("--target", help="a column to measure train-synthetic/test-real utility on "
+                                    "(default: quality.targets[<real table>] in the config)")
     p.add_argument("--seed", type=int, help="seed of the sampling inside the checks (default: config or 0)")
     p.set_defaults(handler=run_validate)
 
@@ -35,10 +36,12 @@ def _text(result: dict) -> str:
 def run_validate(args, settings) -> CommandResult:
     from flows.gate import check_validate_request, quality_config, validate_flow
 
-    check_validate_request(settings, args.real, args.synthetic, args.holdout, args.target)
     config = quality_config(settings)
+    # the config's `targets` maps a real table to its utility target; --target overrides it
+    target = args.target or config["targets"].get(args.real)
+    check_validate_request(settings, args.real, args.synthetic, args.holdout, target)
     seed = config["seed"] if args.seed is None else args.seed
-    state = validate_flow(settings, args.real, args.synthetic, args.holdout, args.target, config["thresholds"],
+    state = validate_flow(settings, args.real, args.synthetic, args.holdout, target, config["thresholds"],
                           seed, return_state=True)
     # a Failed state's dict comes back through result(); state.data is Prefect's result record
     data = state.result(raise_on_failure=False) if state.is_failed() else None

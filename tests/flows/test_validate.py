@@ -71,7 +71,7 @@ def test_independent_sample_passes_and_is_recorded(cli, warehouse, adult_split):
     assert artifact is not None and "PASSED" in artifact
 
 
-def test_copied_table_fails_with_exit_1_naming_the_checks(cli, warehouse, adult_split):
+def test_copied_table_fails_with_exit_1_naming_the_checks(cli, warehouse, adult_split, tmp_path):
     real, holdout, _ = adult_split
     write_tables(warehouse, adult_real=real, adult_holdout=holdout, adult_copy=real.sample(frac=1.0, random_state=1))
     code, out, err = cli(["validate", "--real", "adult_real", "--synthetic", "adult_copy", "--holdout",
@@ -81,9 +81,12 @@ def test_copied_table_fails_with_exit_1_naming_the_checks(cli, warehouse, adult_
     failing_line = next(line for line in out.splitlines() if line.startswith("failing checks:"))
     assert "dcr_share" in failing_line and "exact_copy_rate" in failing_line
 
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("quality:\n  targets:\n    adult_real: income\n")
     code, result, _ = run_json(cli, "validate", "--real", "adult_real", "--synthetic", "adult_copy",
-                               "--holdout", "adult_holdout")
+                               "--holdout", "adult_holdout", "--config", config)
     assert code == 1 and result["ok"] is False and result["passed"] is False
+    assert result["target"] == "income" and "utility_drop" in {c["name"] for c in result["checks"]}
     assert {"dcr_share", "exact_copy_rate", "mia_auroc"} <= set(result["failing"])
     checks = {c["name"]: c for c in result["checks"]}
     assert checks["exact_copy_rate"]["value"] == 1.0 and not checks["dcr_share"]["passed"]
