@@ -118,6 +118,13 @@ def _gx_context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # some GX modules pin their own logger to INFO ("Created temporary directory ..." on every context)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logger = logging.getLogger(name)
+            if logger.level and logger.level < logging.WARNING:
+                logger.setLevel(logging.WARNING)
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return gx, context
