@@ -92,3 +92,20 @@ def test_missing_column_and_bad_inputs_raise_typed_errors(tables):
         evaluate(train, fresh.iloc[:0], holdout)
     with pytest.raises(InvalidInputError, match="DataFrame"):
         evaluate(train, np.zeros((3, 3)), holdout)
+
+
+def test_expectation_reference_sets_the_suite_and_id_columns_are_explicit(tables):
+    train, holdout, fresh = tables
+    # a conditional sample: compared with the matching real rows, its suite comes from the whole table
+    high = train[train["band"] == "high"].reset_index(drop=True)
+    sample = fresh[fresh["band"] == "high"].reset_index(drop=True)
+    sample.loc[0, "colour"] = "red"
+    narrow = high[high["colour"] != "red"].reset_index(drop=True)
+    with_ref = evaluate(narrow, sample, None, expectation_reference=train)
+    without = evaluate(narrow, sample, None)
+    assert "expect_column_values_to_be_in_set[colour]" in without.failing
+    assert "expect_column_values_to_be_in_set[colour]" not in with_ref.failing
+    numbered = train.assign(row=range(len(train)))
+    assert evaluate(numbered, fresh.assign(row=range(len(fresh))), None).metrics["columns"]["ids"] == ["row"]
+    assert evaluate(numbered, fresh.assign(row=range(len(fresh))), None,
+                    id_columns=[]).metrics["columns"]["ids"] == []
