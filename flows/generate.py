@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS main._generations (
 """
 
 
+# The checks a person looks at first; every check is in the report and in `_quality_reports`.
+HEADLINE_CHECKS = ("accuracy", "discriminator_auc", "dcr_share", "exact_copy_rate", "mia_auroc", "utility_drop")
+
+
 class GenerateError(SynthwatchError):
     """Generation input that cannot be used: a row count, a --where clause, a target table."""
 
@@ -157,7 +161,8 @@ def generate_table(settings, model_id: str, rows: int, table: str, seed: int | N
             "conditions": conditions, "sample_seconds": round(sample_seconds, 3),
             "columns": [str(c) for c in df.columns],
             "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],
-                        "report_id": gate["report_id"]}}
+                        "report_id": gate["report_id"],
+                        "values": {c["name"]: c["value"] for c in gate["checks"] if c["name"] in HEADLINE_CHECKS}}}
 
 
 @task(cache_policy=NONE)
@@ -231,5 +236,6 @@ def pipeline_stage(settings, stage_config: dict) -> dict:
             raise GenerateError(f"no {generator} model trained on {source}; add it to the train stage")
         result = run_generate(settings, models[0]["model_id"], int(job.get("rows", 1000)), job["table"],
                               seed=job.get("seed"), where=job.get("where"))
-        done.append({k: result[k] for k in ("table", "rows", "model_id", "sample_seconds")})
+        done.append({**{k: result[k] for k in ("table", "rows", "model_id", "sample_seconds")},
+                     "quality": {k: result["quality"][k] for k in ("passed", "values", "report_path")}})
     return {"tables": done}

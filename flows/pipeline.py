@@ -69,19 +69,19 @@ def warehouse_summary(settings: Settings) -> dict:
     wh = Warehouse(settings.db_path)
     with wh.read() as con:
         tables = []
+        views = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'").fetchall()}
         for schema in ("main", "quarantine"):
             for name in Warehouse.list_tables_in(con, schema, include_internal=True):
-                if name.startswith("_stage_"):
+                if name.startswith("_stage_") or name in views:
                     continue
                 rows = con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]
                 ncols = len(con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall())
                 tables.append({"schema": schema, "table": name, "rows": int(rows), "columns": ncols})
-        views = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW' ORDER BY 1").fetchall()]
         ingests = con.execute(
             "SELECT table_name, kind, rows, finished_at FROM main._ingestions ORDER BY finished_at DESC LIMIT 10"
         ).fetchall()
-    return {"db": str(settings.db_path), "tables": tables, "views": views,
+    return {"db": str(settings.db_path), "tables": tables, "views": sorted(views),
             "recent_ingests": [{"table": t, "kind": k, "rows": int(r), "at": str(a)} for t, k, r, a in ingests]}
 
 

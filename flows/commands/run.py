@@ -21,6 +21,14 @@ def _stage_text(name: str, out: dict) -> str:
         from flows.pipeline import format_summary
 
         return f"[summary]\n{format_summary(out)}"
+    if name == "generate" and out.get("tables"):
+        lines = [f"[generate] ({out.get('seconds', '?')}s)"]
+        for t in out["tables"]:
+            q = t["quality"]
+            values = ", ".join(f"{k} {v:.3f}" for k, v in q["values"].items() if v is not None)
+            lines.append(f"  {t['table']}: {t['rows']:,} rows from {t['model_id']}; quality gate "
+                         f"{'passed' if q['passed'] else 'FAILED'} ({values})\n  report: {q['report_path']}")
+        return "\n".join(lines)
     if "text" in out:
         return f"[{name}] ({out.get('seconds', '?')}s)\n{out['text']}"
     shown = {k: v for k, v in out.items() if k not in ("seconds",)}
