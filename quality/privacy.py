@@ -181,6 +181,10 @@ def privacy_metrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
 
     distance = MixedTypeDistance(spec, memory_mb=memory_mb).fit(train)
     e_train, e_hold, e_synth = (distance.transform(f) for f in (train_s, hold_s, synth_s))
+    # embedding columns that are zero in every row (unused missing flags and unseen-category slots) add
+    # nothing to any distance: dropping them shortens every product
+    used = (e_train != 0).any(0) | (e_hold != 0).any(0) | (e_synth != 0).any(0)
+    e_train, e_hold, e_synth = e_train[:, used], e_hold[:, used], e_synth[:, used]
 
     # each scan gives both directions: query -> nearest reference rows and reference -> nearest query row
     to_train, _, train_to_synth = chunked_nearest(e_synth, e_train, k=min(2, n), chunk_rows=chunk_rows,
