@@ -7,7 +7,6 @@ import logging
 import shutil
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
