@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.config import Settings
-from flows.errors import SynthwatchError, TableNotFound
+from flows.errors import SynthwatchError
 from flows.warehouse import Warehouse, qualified, validate_table_name
 
 QUALITY_DDL = """
@@ -202,5 +202,5 @@ def check_validate_request(settings: Settings, real: str, synthetic: str, holdou
     quality_config(settings)
 
 
-__all__ = ["run_gate", "record_gate", "quarantine_or_publish", "validate_flow", "QUALITY_DDL", "TableNotFound",
+__all__ = ["run_gate", "record_gate", "quarantine_or_publish", "validate_flow", "QUALITY_DDL",
            "failure_message", "summary_markdown", "quality_config", "check_validate_request"]
