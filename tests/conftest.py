@@ -113,15 +113,24 @@ REPORT_ONLY_QUALITY = {"seed": 0, "thresholds": {
 
 
 @pytest.fixture
-def report_only_config(tmp_path, monkeypatch):
-    """A pipeline config whose quality gate reports without failing, used by every command of the test."""
+def use_quality(tmp_path, monkeypatch):
+    """use_quality({...}) -> path of a pipeline config with that quality section, used by every later command."""
     import yaml
 
     from flows.config import load_config
 
-    config = load_config()
-    config["quality"] = REPORT_ONLY_QUALITY
-    path = tmp_path / "report-only.yaml"
-    path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("SYNTHWATCH_CONFIG", str(path))
-    return path
+    def apply(quality: dict, name: str = "quality.yaml"):
+        config = load_config()
+        config["quality"] = quality
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        monkeypatch.setenv("SYNTHWATCH_CONFIG", str(path))
+        return path
+
+    return apply
+
+
+@pytest.fixture
+def report_only_config(use_quality):
+    """A pipeline config whose quality gate reports without failing."""
+    return use_quality(REPORT_ONLY_QUALITY, "report-only.yaml")

@@ -13,17 +13,6 @@ def run(cli, *args):
     return code, (json.loads(lines[-1]) if lines else None), err
 
 
-def use_quality(tmp_path, monkeypatch, quality: dict) -> Path:
-    from flows.config import load_config
-
-    config = load_config()
-    config["quality"] = quality
-    path = tmp_path / "gate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("SYNTHWATCH_CONFIG", str(path))
-    return path
-
-
 @pytest.fixture
 def model_id(cli, warehouse, adult_small):
     with warehouse.transaction() as con:
@@ -48,15 +37,14 @@ def test_passing_table_is_published_with_report(cli, warehouse, model_id, report
     assert json.loads(report["source"])["model_id"] == model_id
 
 
-def test_failing_table_is_quarantined_never_published(cli, warehouse, model_id, tmp_path, monkeypatch,
-                                                      report_only_config):
+def test_failing_table_is_quarantined_never_published(cli, warehouse, model_id, use_quality, report_only_config):
     # A good version is published first; the failing run must leave it untouched.
     code, _, err = run(cli, "generate", "--model", model_id, "--rows", "120", "--table", "synth", "--seed", "1")
     assert code == 0, err
     published = warehouse.table_hash("synth")
     strict = yaml.safe_load(report_only_config.read_text())["quality"]
     strict["thresholds"]["accuracy"] = 0.9999  # no 120-row sample of a 300-row table is this faithful
-    use_quality(tmp_path, monkeypatch, strict)
+    use_quality(strict)
     code, r, err = run(cli, "generate", "--model", model_id, "--rows", "120", "--table", "synth", "--seed", "2")
     assert code == 1
     assert "quality gate failed for synth" in err and "accuracy" in err and "quarantine.synth" in err
@@ -81,8 +69,8 @@ def test_conditional_sample_is_gated_against_matching_rows(cli, warehouse, model
     assert report["n_real"] == int((train["income"] == ">50K").sum())
 
 
-def test_unknown_threshold_in_config_fails_before_anything_runs(cli, warehouse, model_id, tmp_path, monkeypatch):
-    use_quality(tmp_path, monkeypatch, {"thresholds": {"acuracy": 0.9}})
+def test_unknown_threshold_in_config_fails_before_anything_runs(cli, warehouse, model_id, use_quality):
+    use_quality({"thresholds": {"acuracy": 0.9}})
     before = warehouse.snapshot()
     code, _, err = run(cli, "generate", "--model", model_id, "--rows", "10", "--table", "synth")
     assert code == 2 and "unknown quality threshold 'acuracy'" in err
