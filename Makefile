@@ -30,8 +30,12 @@ demo: data
 test: data
 	$(BIN)/python -m pytest -q
 
+# Benchmarks are run by hand, never by CI: their figures go into the README.
 bench: data
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --repeats 3 --fixed-cost
+	$(BIN)/python bench/tabular.py
+	$(BIN)/python bench/quality.py
+	sh bench/run_detect.sh
 
 clean:
 	rm -rf data/warehouse.duckdb data/models data/reports data/prefect
