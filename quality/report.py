@@ -63,7 +63,8 @@ def _distribution_png(column: str, real: pd.Series, synth: pd.Series, numeric: b
         ax.bar(x + 0.2, sc.reindex(top).fillna(0).to_numpy(), width=0.4, label="synthetic", color="#ff7f0e")
         ax.set_xticks(x, [t[:14] for t in top], rotation=60, ha="right", fontsize=7)
     ax.set_title(column, fontsize=10)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # an all-null numeric column draws nothing to label
+        ax.legend(fontsize=7)
     fig.subplots_adjust(left=0.14, right=0.97, top=0.88, bottom=0.12 if numeric else 0.36)
     return _figure_png(fig)
 
