@@ -32,13 +32,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("XDG_DATA_HOME", str(ROOT / "data" / ".xdg"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / "data" / ".torchinductor"))
 
+from flows.datasets import ADULT_COLUMNS  # noqa: E402  (the catalog's column names)
 from quality import evaluate, render_report  # noqa: E402
 from quality.columns import infer_columns  # noqa: E402
 from quality.privacy import privacy_metrics  # noqa: E402
 
-ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-                 "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week",
-                 "native_country", "income"]
 NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
 
 

@@ -31,11 +31,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("XDG_DATA_HOME", str(ROOT / "data" / ".xdg"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / "data" / ".torchinductor"))
 
+from flows.datasets import ADULT_COLUMNS  # noqa: E402  (the catalog's column names)
 from generators.registry import make_generator  # noqa: E402
 
-ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-                 "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week",
-                 "native_country", "income"]
 
 # Fixed budgets. SDV's own default is 300 epochs for CTGAN and TVAE; on this 2-core CPU that is far too slow,
 # so both get the same documented budget.
