@@ -7,10 +7,11 @@ Model and score-mode choices use a validation split carved from the training per
 
 Protocols
 - creditcard: rows sorted by Time; the first 80% is the training period and the last 20% the test split. Inside
-  the training period the last 10% (by time) plus the frauds of the first 90% form a labelled validation split (used
-  by ganomaly's score-mode choice and the thresholds, nothing else); detectors fit on the normal rows of the first
-  90% of the training period. Features:
-  V1..V28, log1p(Amount) and hour of day (sin/cos) from Time.
+  the training period the last 10% (by time) plus the frauds of the first 90% form a labelled validation split:
+  detectors fitted on the normal rows of the first 90% choose their score mode there (ganomaly) and nothing else;
+  the tested model is then refitted with that mode on every normal row of the training period (the issue's
+  "train on the normal transactions of the first 80%"). Features: V1..V28, log1p(Amount) and hour of day
+  (sin/cos) from Time.
 - mitdb: the 7,500-point series; train on the first 70% of points, test on the last 30% (all labelled anomalies
   fall there); point-level AUROC/AUPRC with no point adjustment. No labelled validation exists before the test
   part, so every detector uses its declared default score.
@@ -63,7 +64,7 @@ CONFIG = {
     },
     "fashion": {
         # Width 16 (not the paper's 64) so one class trains in about the 3-minute budget on one shared core.
-        "ganomaly": dict(epochs=8, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
+        "ganomaly": dict(epochs=5, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
         "anogan": dict(epochs=8, encoder_epochs=8, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
         "autoencoder": dict(epochs=8, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
         "iforest": dict(n_estimators=100),
@@ -84,12 +85,26 @@ def params_for(dataset: str, model: str, seed: int, max_epochs: int | None) -> d
     return params
 
 
-def run_one(dataset, model, seed, max_epochs, train, test, test_labels, val=None, val_labels=None, kind=None):
+def run_one(dataset, model, seed, max_epochs, train, test, test_labels, val=None, val_labels=None, kind=None,
+            refit=None):
+    """Fit (choosing score mode and threshold on the labelled validation split, if any) and score the test split.
+
+    With `refit` (all normal rows of the training period), the detector is fitted again on them with the score
+    mode chosen on validation fixed, and that model is the one tested (its fit time is the one reported).
+    """
     params = params_for(dataset, model, seed, max_epochs)
     detector = create_detector(model, kind=kind or "auto", **params)
     start = time.perf_counter()
     detector.fit(train, validation_data=val, validation_labels=val_labels)
     train_seconds = time.perf_counter() - start
+    selection = detector.selection_
+    if refit is not None:
+        if "score_mode" in detector.get_params() and len(detector.score_modes) > 1:
+            params["score_mode"] = detector.score_mode_
+        detector = create_detector(model, kind=kind or "auto", **params)
+        start = time.perf_counter()
+        detector.fit(refit)
+        train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     scores = detector.score(test)
     score_seconds = time.perf_counter() - start
@@ -97,20 +112,26 @@ def run_one(dataset, model, seed, max_epochs, train, test, test_labels, val=None
         "auroc": float(roc_auc_score(test_labels, scores)),
         "auprc": float(average_precision_score(test_labels, scores)),
         "train_s": train_seconds, "rows_per_s": len(scores) / score_seconds,
-        "score_mode": detector.score_mode_, "selection": detector.selection_,
+        "score_mode": detector.score_mode_, "selection": selection,
     }
 
 
 # ---------------------------------------------------------------- data sets
-def creditcard_splits():
+def creditcard_features() -> tuple[pd.DataFrame, np.ndarray]:
+    """(features, fraud labels), rows sorted by Time: V1..V28, log1p(Amount), hour of day as sin/cos."""
     frame = pd.read_csv(RAW / "creditcard" / "creditcard.csv").sort_values("Time", kind="stable")
     hours = (frame["Time"] / 3600.0) % 24
     features = frame[[f"V{i}" for i in range(1, 29)]].copy()
     features["log_amount"] = np.log1p(frame["Amount"])
     features["hour_sin"] = np.sin(2 * np.pi * hours / 24)
     features["hour_cos"] = np.cos(2 * np.pi * hours / 24)
-    labels = frame["Class"].to_numpy()
-    n_train_period = int(len(frame) * 0.8)
+    return features.reset_index(drop=True), frame["Class"].to_numpy()
+
+
+def creditcard_splits():
+    """fit rows, validation rows + labels, refit rows, test rows + labels (see the module docstring)."""
+    features, labels = creditcard_features()
+    n_train_period = int(len(features) * 0.8)
     n_fit_period = int(n_train_period * 0.9)
     fit_rows = features.iloc[:n_fit_period][labels[:n_fit_period] == 0].reset_index(drop=True)
     # Validation (model and score-mode choice): the validation period's rows plus the frauds of the fit period,
@@ -118,8 +139,10 @@ def creditcard_splits():
     fit_frauds = features.iloc[:n_fit_period][labels[:n_fit_period] == 1]
     val = pd.concat([features.iloc[n_fit_period:n_train_period], fit_frauds], ignore_index=True)
     val_labels = np.r_[labels[n_fit_period:n_train_period], np.ones(len(fit_frauds), dtype=labels.dtype)]
+    # The tested models: refitted on every normal row of the training period once the choices are made.
+    refit_rows = features.iloc[:n_train_period][labels[:n_train_period] == 0].reset_index(drop=True)
     test = features.iloc[n_train_period:].reset_index(drop=True)
-    return fit_rows, val, val_labels, test, labels[n_train_period:]
+    return fit_rows, val, val_labels, refit_rows, test, labels[n_train_period:]
 
 
 def mitdb_splits():
@@ -166,13 +189,14 @@ def table(title: str, results: dict[str, list[dict]], note: str) -> str:
 
 
 def bench_creditcard(args) -> str:
-    fit_rows, val, val_labels, test, test_labels = creditcard_splits()
+    fit_rows, val, val_labels, refit_rows, test, test_labels = creditcard_splits()
     log(f"creditcard: fit on {len(fit_rows)} normal rows, validation {len(val)} rows ({val_labels.sum()} frauds), "
         f"test {len(test)} rows ({test_labels.sum()} frauds)")
     results: dict[str, list[dict]] = {m: [] for m in args.models}
     for seed in range(args.seeds):
         for model in args.models:
-            r = run_one("creditcard", model, seed, args.max_epochs, fit_rows, test, test_labels, val, val_labels)
+            r = run_one("creditcard", model, seed, args.max_epochs, fit_rows, test, test_labels, val, val_labels,
+                        refit=refit_rows)
             results[model].append(r)
             log(f"creditcard seed={seed} {model}: {json.dumps(r)}")
     ratio = ""
@@ -180,8 +204,10 @@ def bench_creditcard(args) -> str:
         g, i = summarise(results["ganomaly"]), summarise(results["iforest"])
         ratio = (f"ganomaly / iforest in this run: AUROC {g['auroc'][0]:.4f} vs {i['auroc'][0]:.4f}; "
                  f"AUPRC ratio {g['auprc'][0] / i['auprc'][0]:.2f}x.")
-    note = (f"Fit on {len(fit_rows):,} normal rows (first 72% by Time), labelled validation {len(val):,} rows "
-            f"(72-80% plus the {int(val_labels.sum())} frauds before 80%), test {len(test):,} rows ({int(test_labels.sum())} frauds, last 20%). "
+    note = (f"Choices (score mode, threshold) made by models fitted on {len(fit_rows):,} normal rows (first 72% by "
+            f"Time) on a labelled validation split of {len(val):,} rows (72-80% plus every fraud before 72%; "
+            f"{int(val_labels.sum())} frauds in all); the tested models are refitted with those choices on all {len(refit_rows):,} "
+            f"normal rows of the first 80%. Test {len(test):,} rows ({int(test_labels.sum())} frauds, last 20%). "
             f"Seeds: {args.seeds}; max epochs: {args.max_epochs}. {ratio}")
     return table("ULB credit-card fraud (time split)", results, note)
 

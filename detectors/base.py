@@ -21,9 +21,9 @@ from detectors.errors import (
     NotFittedError,
 )
 from detectors.features import TabularEncoder
-from detectors.windows import point_scores, sliding_windows
+from detectors.windows import point_scores, sliding_windows, window_starts
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: GANomaly stores its score normalisers (error scale, code Gaussian)
 KINDS = ("tabular", "timeseries", "image")
 
 
@@ -66,7 +66,8 @@ def infer_kind(data: Any) -> str:
     raise InvalidDataError(f"cannot tell the data kind of an array with {ndim} dimensions; pass kind=...")
 
 
-def check_labels(labels: Any, n_items: int, what: str = "validation labels") -> np.ndarray:
+def check_labels(labels: Any, n_items: int, what: str = "validation labels", *,
+                 both_classes: bool = True) -> np.ndarray:
     """Return labels as a 0/1 int array, or raise LabelError naming the problem."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n_items:
@@ -76,7 +77,7 @@ def check_labels(labels: Any, n_items: int, what: str = "validation labels") -> 
     values = set(np.unique(labels).tolist())
     if not values <= {0, 1, True, False}:
         raise LabelError(f"{what} must be 0 (normal) or 1 (anomaly), got values {sorted(values)[:5]}")
-    if len(values) < 2:
+    if both_classes and len(values) < 2:
         raise LabelError(
             f"{what} hold one class only ({values.pop()}); a threshold or metric needs both normal and "
             "anomalous items — use a contamination rate or a fixed threshold instead"
@@ -136,21 +137,43 @@ class Detector(ABC):
         return f"{type(self).__name__}({params})"
 
     # ------------------------------------------------------------------ public API
-    def fit(self, data: Any, *, validation_data: Any = None, validation_labels: Any = None) -> "Detector":
+    def fit(self, data: Any, *, labels: Any = None, validation_data: Any = None,
+            validation_labels: Any = None) -> "Detector":
         """Learn normal behaviour from `data`; set `train_scores_` and `threshold_`.
 
-        With labelled validation data the score mode (for detectors that offer several) and the threshold
-        are chosen on it (best average precision, then best F1); without, the declared default mode and
-        the contamination rate (or the fixed `threshold`) are used.
+        `labels` (optional, one 0/1 per item of `data`, 1 = known anomaly) keeps known anomalies out of
+        training: anomalous rows and images are dropped, and for a series every window that covers an
+        anomalous point. With labelled validation data the score mode (for detectors that offer several) and
+        the threshold are chosen on it (best average precision, then best F1); without, the declared default
+        mode and the contamination rate (or the fixed `threshold`) are used.
         """
         self._check_hyperparameters()
         kind = infer_kind(data) if self.kind == "auto" else self.kind
         if kind not in KINDS:
             raise InvalidDataError(f"kind must be one of {KINDS} or 'auto', got {self.kind!r}")
         self.kind_ = kind
-        prepared = self._prepare(data, fitting=True)
-        self.n_train_ = len(prepared)
-        self._fit(prepared)
+        normal_items = normal_windows = None
+        if labels is not None:
+            n_given = len(data) if isinstance(data, pd.DataFrame) else len(np.asarray(data))
+            train_labels = check_labels(labels, n_given, "training labels", both_classes=False)
+            normal_items = train_labels == 0
+            if kind != "timeseries":
+                # Rows and images: drop the anomalies before anything (feature scaling included) sees them.
+                if not normal_items.any():
+                    raise LabelError("every training item is labelled anomalous; pass normal data to fit")
+                data = data[normal_items].reset_index(drop=True) if isinstance(data, pd.DataFrame) \
+                    else np.asarray(data)[normal_items]
+                normal_items = None
+        prepared = self._prepare(data, fitting=True, normal_points=normal_items)
+        n_items = self._n_items(data, prepared)
+        if normal_items is not None:
+            normal_windows = self._normal_prepared(normal_items)
+            if not normal_windows.any():
+                raise LabelError("no window of the series is free of labelled anomalies; pass more normal "
+                                 "data or a shorter window")
+        fit_data = prepared if normal_windows is None else prepared[normal_windows]
+        self.n_train_ = len(fit_data)
+        self._fit(fit_data)
         self.score_mode_ = self._resolve_score_mode()
         self.selection_ = {}
         val_scores = val_labels = None
@@ -168,10 +191,17 @@ class Detector(ABC):
                 val_scores = candidates[self.score_mode_]
             else:
                 val_scores = self._items(self._score_prepared(val_prepared, self.score_mode_), n_val)
-        n_items = self._n_items(data, prepared)
-        self.train_scores_ = self._items(self._score_prepared(prepared, self.score_mode_), n_items)
+        train_scores = self._items(self._score_prepared(prepared, self.score_mode_), n_items)
+        # The contamination threshold and score statistics describe normal items only.
+        self.train_scores_ = train_scores if normal_items is None else train_scores[normal_items]
         self._fit_threshold(self.train_scores_, val_scores, val_labels)
         return self
+
+    def _normal_prepared(self, normal_items: np.ndarray) -> np.ndarray:
+        """Mask over a series' windows: those covering no anomalous point."""
+        starts = window_starts(len(normal_items), int(self.window_length), int(self.window_stride))
+        anomalous = np.r_[0, np.cumsum(~normal_items)]
+        return (anomalous[starts + int(self.window_length)] - anomalous[starts]) == 0
 
     def score(self, data: Any) -> np.ndarray:
         """Anomaly score per item (row, point or image); pure: the model and the input are unchanged."""
@@ -215,7 +245,7 @@ class Detector(ABC):
         if not hasattr(self, "threshold_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(normal_data) or load a saved model")
 
-    def _prepare(self, data: Any, fitting: bool = False) -> np.ndarray:
+    def _prepare(self, data: Any, fitting: bool = False, normal_points: np.ndarray | None = None) -> np.ndarray:
         kind = self.kind_
         if kind == "tabular":
             if not isinstance(data, pd.DataFrame) and np.ndim(data) != 2:
@@ -238,8 +268,9 @@ class Detector(ABC):
             if not np.isfinite(series).all():
                 raise MissingValuesError("the series holds NaN or infinite values; interpolate or drop them first")
             if fitting:
-                std = series.std(axis=0)
-                self.series_stats_ = {"mean": series.mean(axis=0).tolist(),
+                normal = series if normal_points is None else series[normal_points]
+                std = normal.std(axis=0)
+                self.series_stats_ = {"mean": normal.mean(axis=0).tolist(),
                                       "std": np.where(std > 1e-12, std, 1.0).tolist()}
             elif series.shape[1] != len(self.series_stats_["mean"]):
                 raise InvalidDataError(

@@ -225,7 +225,9 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
     hyper["seed"] = int(seed)
     hyper.setdefault("kind", kind)
     model = create_detector(detector, **hyper)
-    model.fit(_take(data, train_idx), validation_data=_take(data, val_idx), validation_labels=val_labels)
+    # Known anomalies stay out of training (for a series: every window covering a labelled point).
+    model.fit(_take(data, train_idx), labels=None if labels is None else labels[train_idx],
+              validation_data=_take(data, val_idx), validation_labels=val_labels)
 
     metrics: dict[str, float | None] = {"auroc": None, "auprc": None, "precision": None, "recall": None}
     if val_labels is not None:

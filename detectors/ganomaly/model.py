@@ -19,21 +19,37 @@ log = logging.getLogger("detectors.ganomaly")
 class Ganomaly(Detector):
     """GANomaly (Akcay et al., 2018) trained on normal data only.
 
-    Score modes: ``latent`` = |z - z_hat|^2 (the paper's score), ``reconstruction`` = |x - x_hat|^2, ``blend`` =
-    (1 - blend_weight) * latent + blend_weight * reconstruction, each part standardised with its mean and standard
-    deviation on the training data. ``score_mode="auto"`` picks the mode with the best average precision on
-    labelled validation data passed to `fit`; without labels it uses the declared default, ``blend``, because the
-    latent distance alone is weak on tables.
+    Three score parts, each standardised with its mean and standard deviation on the training data:
+
+    - ``latent``: |z - z_hat|^2, the paper's score (distance between the two latent codes);
+    - ``reconstruction``: |x - x_hat|^2 with each feature's (pixel's, window step's) squared error divided by its
+      mean on the training data, so features the model always reconstructs well are not drowned by noisy ones;
+    - ``density``: the Mahalanobis distance^2 of the code z from the Gaussian fitted to the training codes (how far
+      the item's encoding lies from where normal items encode).
+
+    Score modes are a part alone or a blend, ``blend_weight`` being reconstruction's share: ``blend`` =
+    latent and reconstruction, ``density_blend`` = density and reconstruction. ``score_mode="auto"`` picks the
+    mode with the best average precision on labelled validation data passed to `fit`; without labels it uses the
+    declared default, ``density_blend`` with a 0.25 reconstruction share. Why (validation data only, never a
+    test split):
+
+    - Fashion-MNIST training images (fit on 5,000 of a class, validate on its other 1,000 + 2,000 of other
+      classes; classes 0, 2, 4, 5, 6, 8), mean AUROC: density 0.908, density_blend 0.906 (0.899 at a 0.5 share),
+      reconstruction 0.864 (0.832 unnormalised), blend 0.821, latent 0.722; IsolationForest 0.887.
+    - Credit-card validation split (bench/detect.py), 3 seeds: density_blend AUROC 0.948 / AP 0.726, density
+      0.949 / 0.677, reconstruction 0.938 / 0.711, latent 0.938 / 0.645.
+    - Density alone fails when the encoder has no features for what is new (tiny models: planted vertical bars
+      among horizontal ones score AUROC 0.16); the reconstruction share catches those (0.82).
     """
 
     name = "ganomaly"
-    score_modes = ("latent", "blend", "reconstruction")
-    default_score_mode = "blend"
+    score_modes = ("latent", "reconstruction", "blend", "density", "density_blend")
+    default_score_mode = "density_blend"
 
     def __init__(self, *, latent_dim: int = 16, width: int = 32, epochs: int = 15, batch_size: int = 256,
                  learning_rate: float = 2e-4, w_adv: float = 1.0, w_con: float = 50.0, w_lat: float = 1.0,
                  contextual_loss: str = "l1",
-                 score_mode: str = "auto", blend_weight: float = 0.5, kind: str = "auto",
+                 score_mode: str = "auto", blend_weight: float = 0.25, kind: str = "auto",
                  contamination: float = 0.01, threshold: float | None = None, window_length: int = 32,
                  window_stride: int = 1, seed: int = 0):
         super().__init__(kind=kind, contamination=contamination, threshold=threshold,
@@ -99,35 +115,60 @@ class Ganomaly(Detector):
         d_net.eval()
         g_net.zero_grad(set_to_none=True)
         d_net.zero_grad(set_to_none=True)
-        latent, reconstruction = self._parts(x)
-        self.part_stats_ = {"latent": _stats(latent), "reconstruction": _stats(reconstruction)}
+        self._fit_normalisers(x)
 
     @torch.no_grad()
-    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        latent, reconstruction = [], []
+    def _fit_normalisers(self, x: np.ndarray) -> None:
+        """Training statistics behind the score parts: per-feature error scale, code Gaussian, part mean/std."""
+        sq_error = torch.zeros(int(np.prod(x.shape[1:])), dtype=torch.float64)
+        codes = []
+        for chunk in in_chunks(x):
+            x_hat, z, _ = self.generator_(chunk)
+            sq_error += ((chunk - x_hat) ** 2).flatten(1).double().sum(dim=0)
+            codes.append(z.double())
+        sq_error /= len(x)
+        # A floor so a feature reconstructed perfectly in training (a blank pixel) cannot explode the score.
+        self.error_scale_ = sq_error + 1e-3 * float(sq_error.mean()) + 1e-12
+        codes = torch.cat(codes)
+        self.code_mean_ = codes.mean(dim=0)
+        centred = codes - self.code_mean_
+        cov = centred.T @ centred / max(len(codes) - 1, 1)
+        ridge = 1e-6 * float(cov.diagonal().mean()) + 1e-12
+        self.code_precision_ = torch.linalg.inv(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+        parts = self._parts(x)
+        self.part_stats_ = {name: _stats(values) for name, values in parts.items()}
+
+    @torch.no_grad()
+    def _parts(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        latent, reconstruction, density = [], [], []
         for chunk in in_chunks(x):
             x_hat, z, z_hat = self.generator_(chunk)
-            latent.append(((z - z_hat) ** 2).mean(dim=1).numpy())
-            reconstruction.append(((chunk - x_hat) ** 2).flatten(1).mean(dim=1).numpy())
-        return np.concatenate(latent).astype(np.float64), np.concatenate(reconstruction).astype(np.float64)
+            latent.append(((z - z_hat) ** 2).mean(dim=1).double())
+            error = ((chunk - x_hat) ** 2).flatten(1).double() / self.error_scale_
+            reconstruction.append(error.mean(dim=1))
+            centred = z.double() - self.code_mean_
+            density.append(((centred @ self.code_precision_) * centred).sum(dim=1))
+        return {name: torch.cat(values).numpy()
+                for name, values in (("latent", latent), ("reconstruction", reconstruction), ("density", density))}
 
     def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
-        latent, reconstruction = self._parts(x)
-        latent = _standardise(latent, self.part_stats_["latent"])
-        reconstruction = _standardise(reconstruction, self.part_stats_["reconstruction"])
-        if mode == "latent":
-            return latent
-        if mode == "reconstruction":
-            return reconstruction
+        parts = {name: _standardise(values, self.part_stats_[name]) for name, values in self._parts(x).items()}
+        if mode in parts:
+            return parts[mode]
         w = float(self.blend_weight)
-        return (1.0 - w) * latent + w * reconstruction
+        other = parts["latent"] if mode == "blend" else parts["density"]
+        return (1.0 - w) * other + w * parts["reconstruction"]
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tensors = prefixed_state("generator", self.generator_) | prefixed_state("discriminator", self.discriminator_)
+        tensors |= {"error_scale": self.error_scale_, "code_mean": self.code_mean_,
+                    "code_precision": self.code_precision_}
         return {"input_shape": self.input_shape_, "part_stats": self.part_stats_}, tensors
 
     def _set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         self._build(state["input_shape"])
+        for name in ("error_scale", "code_mean", "code_precision"):
+            setattr(self, name + "_", tensors.pop(name))
         load_prefixed("generator", self.generator_, tensors)
         load_prefixed("discriminator", self.discriminator_, tensors)
         self.part_stats_ = state["part_stats"]

@@ -12,10 +12,42 @@ from detectors.iforest import IsolationForest
 TINY = dict(epochs=6, batch_size=32, width=8, latent_dim=4, learning_rate=2e-3)
 
 
-def test_ganomaly_default_mode_without_labels_is_blend(make_data):
+def test_ganomaly_default_mode_without_labels_is_density_blend(make_data):
     train, test, labels = make_data("tabular")
     detector = Ganomaly(**TINY).fit(train)
-    assert detector.score_mode_ == "blend" and detector.selection_ == {}
+    assert detector.score_mode_ == "density_blend" and detector.selection_ == {}
+    parts = {name: detector._score_prepared(detector._prepare(test), name) for name in ("density", "reconstruction")}
+    np.testing.assert_allclose(detector.score(test), 0.75 * parts["density"] + 0.25 * parts["reconstruction"])
+
+
+def test_ganomaly_density_is_mahalanobis_distance_of_the_code(make_data):
+    import torch
+
+    train, test, _ = make_data("tabular")
+    detector = Ganomaly(**TINY, score_mode="density").fit(train)
+    with torch.no_grad():
+        codes_train = detector.generator_(torch.from_numpy(detector._prepare(train)))[1].double().numpy()
+        codes_test = detector.generator_(torch.from_numpy(detector._prepare(test)))[1].double().numpy()
+    mean, cov = codes_train.mean(axis=0), np.cov(codes_train.T)
+    cov += 1e-6 * np.mean(np.diag(cov)) * np.eye(len(cov))  # the declared ridge
+    diff = codes_test - mean
+    by_hand = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff)
+    standardised = (by_hand - detector.part_stats_["density"][0]) / detector.part_stats_["density"][1]
+    np.testing.assert_allclose(detector.score(test), standardised, rtol=1e-4, atol=1e-4)
+
+
+def test_ganomaly_reconstruction_weighs_each_feature_by_its_training_error(make_data):
+    import torch
+
+    train, test, _ = make_data("tabular")
+    detector = Ganomaly(**TINY, score_mode="reconstruction").fit(train)
+    x = torch.from_numpy(detector._prepare(train))
+    with torch.no_grad():
+        per_feature = ((x - detector.generator_(x)[0]) ** 2).double().mean(dim=0)
+    # Each feature's scale is its mean squared training error (plus a small floor), so no feature dominates.
+    np.testing.assert_allclose(detector.error_scale_.numpy(), per_feature.numpy(), rtol=1e-2)
+    parts = detector._parts(detector._prepare(train))
+    assert parts["reconstruction"].mean() == pytest.approx(1.0, rel=1e-2)
 
 
 def test_ganomaly_auto_mode_picks_best_validation_average_precision(make_data):
@@ -23,7 +55,7 @@ def test_ganomaly_auto_mode_picks_best_validation_average_precision(make_data):
 
     train, test, labels = make_data("tabular")
     detector = Ganomaly(**TINY).fit(train, validation_data=test, validation_labels=labels)
-    assert set(detector.selection_) == {"latent", "blend", "reconstruction"}
+    assert set(detector.selection_) == {"latent", "reconstruction", "blend", "density", "density_blend"}
     assert detector.score_mode_ == max(detector.selection_, key=detector.selection_.get)
     assert average_precision_score(labels, detector.score(test)) == pytest.approx(
         detector.selection_[detector.score_mode_])

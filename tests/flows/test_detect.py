@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,8 @@ def test_series_train_and_score_per_point(cli, warehouse, tmp_path):
     labels = np.zeros(300, dtype=int)
     values[270:280] += 3.0
     labels[270:280] = 1
+    values[50:60] -= 3.0  # a labelled anomaly inside the training part: its windows are not trained on
+    labels[50:60] = 1
     (tmp_path / "ecg.csv").write_text("t,value,label\n" + "".join(
         f"{i},{v:.5f},{lab}\n" for i, v, lab in zip(t, values, labels)))
     assert cli(["ingest", tmp_path / "ecg.csv", "--kind", "timeseries", "--table", "ecg"])[0] == 0
@@ -164,6 +167,13 @@ def test_series_train_and_score_per_point(cli, warehouse, tmp_path):
                                   "--label-column", "label")
     assert code == 0, err
     assert trained["kind"] == "timeseries" and trained["n_validation"] == 60 and trained["auroc"] > 0.8
+    from detectors.base import Detector
+    from detectors.windows import window_starts
+
+    model = Detector.load(Path(trained["path"]))
+    length = model.window_length
+    starts = window_starts(240, length, model.window_stride)
+    assert model.n_train_ == sum(1 for s in starts if not labels[s:s + length].any()) < len(starts)
     code, scored, err = run_json(cli, "detect", "score", "--model", trained["model_id"], "--table", "ecg")
     assert code == 0, err
     scores = warehouse.read_frame("anomaly_scores")
