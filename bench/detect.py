@@ -64,6 +64,8 @@ CONFIG = {
     },
     "fashion": {
         # Width 16 (not the paper's 64) so one class trains in about the 3-minute budget on one shared core.
+        # 5 epochs: on training-split validation (GANomaly's docstring) the density part averaged AUROC 0.908
+        # after 5 epochs and 0.883 after 10 (six classes, one seed).
         "ganomaly": dict(epochs=5, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
         "anogan": dict(epochs=8, encoder_epochs=8, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
         "autoencoder": dict(epochs=8, batch_size=128, width=16, latent_dim=64, learning_rate=1e-3),
