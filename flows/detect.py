@@ -387,14 +387,64 @@ def detect_score_flow(settings: Settings, model_id: str, table: str):
     return result
 
 
-def check_train_request(settings: Settings, table: str, detector: str) -> None:
-    """Cheap checks before Prefect starts: the table name, the table, the detector name."""
-    from detectors.registry import get_spec
+def check_train_request(settings: Settings, table: str, detector: str, param_args: list[str] = ()) -> dict:
+    """Cheap checks before Prefect starts: the table name, the table, the detector, its hyperparameters.
+
+    Returns the hyperparameters parsed from NAME=VALUE strings (values read as JSON when they parse: numbers,
+    true/false, null; otherwise kept as text).
+    """
+    from detectors.registry import get_detector_class, get_spec
 
     validate_table_name(table)
     get_spec(detector)
+    params = parse_params(param_args, get_detector_class(detector))
     if not Warehouse(settings.db_path).table_exists(table):
         Warehouse(settings.db_path).read_frame(table)
+    return params
+
+
+def _param_type(klass: type, name: str) -> type | None:
+    """The type of a hyperparameter's default (None when the default is None: anything goes)."""
+    import inspect
+
+    for owner in klass.__mro__:
+        if "__init__" in owner.__dict__:
+            parameter = inspect.signature(owner.__init__).parameters.get(name)
+            if parameter is not None:
+                return None if parameter.default is None else type(parameter.default)
+    return None
+
+
+# Set by the flow itself (--seed, --epochs, the table's kind), never through --param.
+RESERVED_PARAMS = ("seed", "kind")
+
+
+def parse_params(param_args: list[str], klass: type) -> dict:
+    """NAME=VALUE strings -> hyperparameters of `klass`; unknown or malformed names are clear errors."""
+    allowed = [n for n in klass._param_names() if n not in RESERVED_PARAMS]
+    params: dict[str, Any] = {}
+    for raw in param_args:
+        name, sep, value = raw.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise DetectFlowError(f"--param {raw!r} is not NAME=VALUE")
+        if name not in allowed:
+            raise DetectFlowError(f"{klass.name} has no hyperparameter {name!r}; choose from {', '.join(allowed)}")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+        expected = _param_type(klass, name)
+        got = params[name]
+        ok = (expected is None or (expected is float and isinstance(got, (int, float)) and not isinstance(got, bool))
+              or (expected is int and isinstance(got, int) and not isinstance(got, bool))
+              or (expected not in (int, float) and isinstance(got, expected)))
+        if not ok:
+            raise DetectFlowError(f"--param {name} wants {expected.__name__}, got {value!r}")
+    if "score_mode" in params and params["score_mode"] not in ("auto", *klass.score_modes):
+        raise DetectFlowError(f"score_mode {params['score_mode']!r} is not one of {klass.name}'s: "
+                              f"auto, {', '.join(klass.score_modes)}")
+    return params
 
 
 def check_score_request(settings: Settings, model_id: str, table: str) -> None:

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     train.add_argument("--epochs", type=int, help="training epochs (deep detectors)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-train-rows", type=int, help="train on a seeded sample of at most this many normal rows")
+    train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="a detector hyperparameter, e.g. score_mode=density or window_length=256 (repeatable)")
     train.set_defaults(handler=run_detect_train)
 
     score = sub.add_parser("score", help="Score a table with a trained detector into anomaly_scores / alerts.")
@@ -31,9 +33,9 @@ def register(subparsers) -> None:
 def run_detect_train(args, settings) -> CommandResult:
     from flows.detect import check_train_request, detect_train_flow
 
-    check_train_request(settings, args.table, args.detector)
+    params = check_train_request(settings, args.table, args.detector, args.param)
     state = detect_train_flow(settings, args.table, args.detector, args.label_column, args.normal_value,
-                              args.key_column, args.epochs, args.seed, None, args.max_train_rows,
+                              args.key_column, args.epochs, args.seed, params or None, args.max_train_rows,
                               return_state=True)
     result = state_result(state)
     metrics = ", ".join(f"{k} {result[k]:.4f}" for k in ("auroc", "auprc", "precision", "recall")

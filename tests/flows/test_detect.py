@@ -116,6 +116,14 @@ BAD = {
                          "unknown detector 'gan9'"),
     "missing table": (lambda ids: ["detect", "train", "--table", "nothere", "--detector", "iforest"],
                       "does not exist"),
+    "unknown hyperparameter": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "ganomaly",
+                                            "--param", "depth=3"], "ganomaly has no hyperparameter 'depth'"),
+    "hyperparameter of the wrong type": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "ganomaly",
+                                                      "--param", "latent_dim=big"], "latent_dim wants int"),
+    "unknown score mode": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "ganomaly",
+                                        "--param", "score_mode=vibes"], "score_mode 'vibes' is not one of"),
+    "param not NAME=VALUE": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "iforest",
+                                          "--param", "n_estimators"], "is not NAME=VALUE"),
 }
 
 
@@ -150,6 +158,18 @@ def test_pipeline_stage_trains_scores_and_reports_top_alerts(settings, warehouse
     with warehouse.read() as con:
         top = con.execute("SELECT item_key FROM alerts LIMIT 5").df()["item_key"].tolist()
     assert top[: len(out["top_alerts"])] == [a["item_key"] for a in out["top_alerts"]]
+
+
+def test_hyperparameters_from_the_command_line(cli, warehouse, creditcard_small):
+    write_table(warehouse, "cc", creditcard_small)
+    code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "ganomaly", "--epochs", "1",
+                                  "--param", "score_mode=density", "--param", "latent_dim=5",
+                                  "--param", "learning_rate=0.002")
+    assert code == 0, err
+    assert trained["score_mode"] == "density"
+    record = warehouse.read_frame("_detectors").set_index("model_id").loc[trained["model_id"]]
+    params = json.loads(record["params"])
+    assert params["latent_dim"] == 5 and params["learning_rate"] == 0.002 and params["epochs"] == 1
 
 
 def test_series_train_and_score_per_point(cli, warehouse, tmp_path):
