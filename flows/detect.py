@@ -261,6 +261,20 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
             "threshold_source": model.threshold_source_, "score_mode": model.score_mode_, **metrics}
 
 
+def list_detectors(settings: Settings) -> list[dict]:
+    """Every trained detector, newest first, with its validation metrics (empty when none)."""
+    if not settings.db_path.exists():
+        return []
+    columns = ["model_id", "detector", "table_name", "kind", "score_mode", "threshold", "threshold_source",
+               "n_train", "auroc", "auprc", "precision", "recall", "created_at"]
+    with Warehouse(settings.db_path).read() as con:
+        if not Warehouse.exists(con, "_detectors"):
+            return []
+        rows = con.execute(f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM main._detectors "
+                           "ORDER BY created_at DESC").fetchall()
+    return [{c: (str(v) if c == "created_at" else v) for c, v in zip(columns, row)} for row in rows]
+
+
 # ------------------------------------------------------------------ score
 def load_model_record(wh: Warehouse, model_id: str) -> dict:
     with wh.read() as con:

@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     score.add_argument("--table", required=True)
     score.set_defaults(handler=run_detect_score)
 
+    listing = sub.add_parser("list", help="List trained detectors with their validation metrics.")
+    add_common(listing)
+    listing.set_defaults(handler=run_detect_list)
+
 
 def run_detect_train(args, settings) -> CommandResult:
     from flows.detect import check_train_request, detect_train_flow
@@ -52,3 +56,18 @@ def run_detect_score(args, settings) -> CommandResult:
     check_score_request(settings, args.model, args.table)
     result = state_result(detect_score_flow(settings, args.model, args.table, return_state=True))
     return CommandResult(data={"ok": True, **result}, text=format_alerts(result))
+
+
+def run_detect_list(args, settings) -> CommandResult:
+    from flows.detect import list_detectors
+
+    models = list_detectors(settings)
+    if not models:
+        return CommandResult(data={"ok": True, "detectors": []},
+                             text="no trained detectors yet: run synthwatch detect train --table T --detector NAME")
+    lines = [f"{'model':<44} {'detector':<12} {'table':<20} {'kind':<10} {'score':<14} {'AUROC':>6} {'AUPRC':>6}  created"]
+    for m in models:
+        metric = {k: ("-" if m[k] is None else f"{m[k]:.3f}") for k in ("auroc", "auprc")}
+        lines.append(f"{m['model_id']:<44} {m['detector']:<12} {m['table_name']:<20} {m['kind']:<10} "
+                     f"{m['score_mode']:<14} {metric['auroc']:>6} {metric['auprc']:>6}  {m['created_at'][:19]}")
+    return CommandResult(data={"ok": True, "detectors": models}, text="\n".join(lines))

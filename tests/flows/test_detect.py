@@ -160,6 +160,27 @@ def test_pipeline_stage_trains_scores_and_reports_top_alerts(settings, warehouse
     assert top[: len(out["top_alerts"])] == [a["item_key"] for a in out["top_alerts"]]
 
 
+def test_detect_list_shows_trained_detectors_newest_first(cli, warehouse, creditcard_small):
+    code, out, err = run_json(cli, "detect", "list")
+    assert code == 0 and out["detectors"] == []
+    code, out, err = cli(["detect", "list"])
+    assert code == 0 and "no trained detectors yet" in out
+    write_table(warehouse, "cc", creditcard_small)
+    ids = []
+    for seed in (0, 1):
+        code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest",
+                                      "--label-column", "Class", "--seed", str(seed))
+        assert code == 0, err
+        ids.append(trained["model_id"])
+    code, out, err = run_json(cli, "detect", "list")
+    assert code == 0, err
+    assert [d["model_id"] for d in out["detectors"]] == ids[::-1]
+    first = out["detectors"][-1]
+    assert first["table_name"] == "cc" and first["detector"] == "iforest" and 0.0 <= first["auroc"] <= 1.0
+    code, text, err = cli(["detect", "list"])
+    assert code == 0 and ids[0] in text and "iforest" in text
+
+
 def test_hyperparameters_from_the_command_line(cli, warehouse, creditcard_small):
     write_table(warehouse, "cc", creditcard_small)
     code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "ganomaly", "--epochs", "1",
