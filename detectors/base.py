@@ -235,11 +235,26 @@ class Detector(ABC):
             self.threshold_source_ = "contamination"
 
     # ------------------------------------------------------------------ input preparation
+    # Hyperparameters that must be whole numbers >= 1 and numbers > 0, wherever a detector declares them.
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = ("window_length", "window_stride", "epochs", "encoder_epochs",
+                                                "batch_size", "width", "latent_dim", "n_estimators")
+    POSITIVE_NUMBERS: ClassVar[tuple[str, ...]] = ("learning_rate", "search_learning_rate")
+
     def _check_hyperparameters(self) -> None:
         if not 0.0 < float(self.contamination) < 0.5:
             raise InvalidDataError(f"contamination must be in (0, 0.5), got {self.contamination}")
-        if int(self.window_length) < 1 or int(self.window_stride) < 1:
-            raise InvalidDataError("window_length and window_stride must be positive integers")
+        params = self.get_params()
+        for name in self.POSITIVE_INTS:
+            value = params.get(name)
+            if name in params and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise InvalidDataError(f"{name} must be a positive integer, got {value!r}")
+        for name in self.POSITIVE_NUMBERS:
+            value = params.get(name)
+            if name in params and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise InvalidDataError(f"{name} must be a positive number, got {value!r}")
+        if self.threshold is not None and (isinstance(self.threshold, bool)
+                                           or not isinstance(self.threshold, (int, float))):
+            raise InvalidDataError(f"threshold must be a number (or None for a learned one), got {self.threshold!r}")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):

@@ -417,16 +417,20 @@ def check_train_request(settings: Settings, table: str, detector: str, param_arg
     return params
 
 
-def _param_type(klass: type, name: str) -> type | None:
-    """The type of a hyperparameter's default (None when the default is None: anything goes)."""
+def _param_types(klass: type, name: str) -> tuple[type, ...]:
+    """The types a hyperparameter's annotation allows (``float | None`` -> (float, NoneType))."""
     import inspect
 
+    names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
     for owner in klass.__mro__:
         if "__init__" in owner.__dict__:
             parameter = inspect.signature(owner.__init__).parameters.get(name)
             if parameter is not None:
-                return None if parameter.default is None else type(parameter.default)
-    return None
+                annotation = parameter.annotation
+                if isinstance(annotation, str):
+                    return tuple(names[part.strip()] for part in annotation.split("|") if part.strip() in names)
+                return (annotation,) if isinstance(annotation, type) else (object,)
+    return (object,)
 
 
 # Set by the flow itself (--seed, --epochs, the table's kind), never through --param.
@@ -448,13 +452,13 @@ def parse_params(param_args: list[str], klass: type) -> dict:
             params[name] = json.loads(value)
         except json.JSONDecodeError:
             params[name] = value
-        expected = _param_type(klass, name)
+        accepted = _param_types(klass, name)
         got = params[name]
-        ok = (expected is None or (expected is float and isinstance(got, (int, float)) and not isinstance(got, bool))
-              or (expected is int and isinstance(got, int) and not isinstance(got, bool))
-              or (expected not in (int, float) and isinstance(got, expected)))
+        ok = any(isinstance(got, t) and not (isinstance(got, bool) and t is not bool) for t in accepted) or (
+            float in accepted and isinstance(got, int) and not isinstance(got, bool))
         if not ok:
-            raise DetectFlowError(f"--param {name} wants {expected.__name__}, got {value!r}")
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
+            raise DetectFlowError(f"--param {name} wants {wanted}, got {value!r}")
     if "score_mode" in params and params["score_mode"] not in ("auto", *klass.score_modes):
         raise DetectFlowError(f"score_mode {params['score_mode']!r} is not one of {klass.name}'s: "
                               f"auto, {', '.join(klass.score_modes)}")

@@ -10,6 +10,7 @@ import torch
 
 from detectors.backbones import batches, in_chunks, load_prefixed, prefixed_state, seeded
 from detectors.base import Detector
+from detectors.errors import InvalidDataError
 from detectors.ganomaly.loss import DiscriminatorLoss, GeneratorLoss
 from detectors.ganomaly.torch_model import Discriminator, GanomalyGenerator
 
@@ -65,6 +66,13 @@ class Ganomaly(Detector):
         self.contextual_loss = contextual_loss
         self.score_mode = score_mode
         self.blend_weight = blend_weight
+
+    def _check_hyperparameters(self) -> None:
+        super()._check_hyperparameters()
+        if self.contextual_loss not in ("l1", "l2"):
+            raise InvalidDataError(f"contextual_loss must be 'l1' or 'l2', got {self.contextual_loss!r}")
+        if not 0.0 <= float(self.blend_weight) <= 1.0:
+            raise InvalidDataError(f"blend_weight must be in [0, 1], got {self.blend_weight}")
 
     def _build(self, shape: list[int]) -> None:
         self.input_shape_ = list(shape)

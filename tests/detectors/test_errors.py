@@ -110,3 +110,19 @@ def test_library_is_pure_no_flows_duckdb_or_prefect():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('flows', 'duckdb', 'prefect')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name,params,message", [
+    ("ganomaly", {"epochs": 0}, "epochs must be a positive integer"),
+    ("autoencoder", {"latent_dim": -1}, "latent_dim must be a positive integer"),
+    ("anogan", {"batch_size": 2.5}, "batch_size must be a positive integer"),
+    ("iforest", {"n_estimators": True}, "n_estimators must be a positive integer"),
+    ("ganomaly", {"learning_rate": 0}, "learning_rate must be a positive number"),
+    ("ganomaly", {"contextual_loss": "l3"}, "contextual_loss must be 'l1' or 'l2'"),
+    ("ganomaly", {"blend_weight": 1.5}, "blend_weight must be in"),
+    ("iforest", {"threshold": "high"}, "threshold must be a number"),
+])
+def test_bad_hyperparameters_are_refused_before_training(name, params, message, make_data):
+    train, _, _ = make_data("tabular")
+    with pytest.raises(InvalidDataError, match=message):
+        create_detector(name, **params).fit(train)

@@ -122,6 +122,8 @@ BAD = {
                                                       "--param", "latent_dim=big"], "latent_dim wants int"),
     "unknown score mode": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "ganomaly",
                                         "--param", "score_mode=vibes"], "score_mode 'vibes' is not one of"),
+    "hyperparameter out of range": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "autoencoder",
+                                                 "--param", "latent_dim=0"], "latent_dim must be a positive integer"),
     "param not NAME=VALUE": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "iforest",
                                           "--param", "n_estimators"], "is not NAME=VALUE"),
 }
