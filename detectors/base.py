@@ -120,14 +120,31 @@ class Detector(ABC):
 
     # ------------------------------------------------------------------ parameters
     @classmethod
-    def _param_names(cls) -> list[str]:
-        names: list[str] = []
+    def _init_parameters(cls) -> dict[str, inspect.Parameter]:
+        """Hyperparameters by name, subclass first, from every `__init__` up the class hierarchy."""
+        found: dict[str, inspect.Parameter] = {}
         for klass in cls.__mro__:
             if "__init__" in klass.__dict__ and klass is not object:
                 for p in inspect.signature(klass.__init__).parameters.values():
-                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
-                        names.append(p.name)
-        return names
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                        found.setdefault(p.name, p)
+        return found
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return list(cls._init_parameters())
+
+    @classmethod
+    def param_types(cls, name: str) -> tuple[type, ...]:
+        """The types hyperparameter `name`'s annotation allows (``float | None`` -> (float, NoneType))."""
+        parameter = cls._init_parameters().get(name)
+        if parameter is None:
+            return (object,)
+        annotation = parameter.annotation
+        if isinstance(annotation, str):
+            names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
+            return tuple(names[part.strip()] for part in annotation.split("|") if part.strip() in names)
+        return (annotation,) if isinstance(annotation, type) else (object,)
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}

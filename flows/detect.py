@@ -417,23 +417,7 @@ def check_train_request(settings: Settings, table: str, detector: str, param_arg
     return params
 
 
-def _param_types(klass: type, name: str) -> tuple[type, ...]:
-    """The types a hyperparameter's annotation allows (``float | None`` -> (float, NoneType))."""
-    import inspect
-
-    names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
-    for owner in klass.__mro__:
-        if "__init__" in owner.__dict__:
-            parameter = inspect.signature(owner.__init__).parameters.get(name)
-            if parameter is not None:
-                annotation = parameter.annotation
-                if isinstance(annotation, str):
-                    return tuple(names[part.strip()] for part in annotation.split("|") if part.strip() in names)
-                return (annotation,) if isinstance(annotation, type) else (object,)
-    return (object,)
-
-
-# Set by the flow itself (--seed, --epochs, the table's kind), never through --param.
+# Set by the flow itself (--seed, the table's kind), never through --param.
 RESERVED_PARAMS = ("seed", "kind")
 
 
@@ -452,7 +436,7 @@ def parse_params(param_args: list[str], klass: type) -> dict:
             params[name] = json.loads(value)
         except json.JSONDecodeError:
             params[name] = value
-        accepted = _param_types(klass, name)
+        accepted = klass.param_types(name)
         got = params[name]
         ok = any(isinstance(got, t) and not (isinstance(got, bool) and t is not bool) for t in accepted) or (
             float in accepted and isinstance(got, int) and not isinstance(got, bool))
