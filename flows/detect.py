@@ -7,6 +7,7 @@ import logging
 import shutil
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -274,6 +275,40 @@ def list_detectors(settings: Settings) -> list[dict]:
                            "ORDER BY created_at DESC").fetchall()
     return [{c: (str(v) if c == "created_at" else v) for c, v in zip(columns, row)} for row in rows]
 
+
+
+def delete_detector(settings: Settings, model_id: str) -> dict:
+    """Retire a detector: its `_detectors` row, its rows in `anomaly_scores` (so its alerts) and its saved files.
+
+    The warehouse changes in one transaction. The model's directory is moved aside first and put back if the
+    transaction fails, so a failed delete leaves the warehouse and the files as they were. Files are only ever
+    deleted inside the models directory, whatever path the warehouse row names.
+    """
+    wh = Warehouse(settings.db_path)
+    record = load_model_record(wh, model_id)
+    path = Path(record["path"]).resolve()
+    models_dir = settings.models_dir.resolve()
+    owned = path.parent == models_dir and path.is_dir()
+    aside = path.with_name(f".{path.name}.deleting")
+    if owned:
+        path.rename(aside)
+    try:
+        with wh.transaction() as con:
+            scores = alerts = 0
+            if Warehouse.exists(con, "anomaly_scores"):
+                scores, alerts = con.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE is_alert) FROM main.anomaly_scores WHERE model_id = ?",
+                    [model_id]).fetchone()
+                con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ?", [model_id])
+            con.execute("DELETE FROM main._detectors WHERE model_id = ?", [model_id])
+    except BaseException:
+        if owned:
+            aside.rename(path)
+        raise
+    if owned:
+        shutil.rmtree(aside, ignore_errors=True)
+    return {"model_id": model_id, "table": record["table_name"], "scores_deleted": int(scores or 0),
+            "alerts_deleted": int(alerts or 0), "files_deleted": str(path) if owned else None}
 
 # ------------------------------------------------------------------ score
 def load_model_record(wh: Warehouse, model_id: str) -> dict:

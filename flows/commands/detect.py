@@ -33,6 +33,11 @@ def register(subparsers) -> None:
     add_common(listing)
     listing.set_defaults(handler=run_detect_list)
 
+    delete = sub.add_parser("delete", help="Retire a detector: its record, its scores and alerts, its files.")
+    add_common(delete)
+    delete.add_argument("--model", required=True, help="model id shown by detect list")
+    delete.set_defaults(handler=run_detect_delete)
+
 
 def run_detect_train(args, settings) -> CommandResult:
     from flows.detect import check_train_request, detect_train_flow
@@ -71,3 +76,13 @@ def run_detect_list(args, settings) -> CommandResult:
         lines.append(f"{m['model_id']:<44} {m['detector']:<12} {m['table_name']:<20} {m['kind']:<10} "
                      f"{m['score_mode']:<14} {metric['auroc']:>6} {metric['auprc']:>6}  {m['created_at'][:19]}")
     return CommandResult(data={"ok": True, "detectors": models}, text="\n".join(lines))
+
+
+def run_detect_delete(args, settings) -> CommandResult:
+    from flows.detect import delete_detector
+
+    result = delete_detector(settings, args.model)
+    text = (f"deleted detector {result['model_id']} (trained on {result['table']}): {result['scores_deleted']} "
+            f"scores and {result['alerts_deleted']} alerts removed"
+            + (f", files {result['files_deleted']} removed" if result["files_deleted"] else ", no files to remove"))
+    return CommandResult(data={"ok": True, **result}, text=text)

@@ -112,6 +112,7 @@ BAD = {
     "wrong image size": (lambda ids: ["detect", "score", "--model", ids["imgs"], "--table", "big"],
                          "resize the images to 8x8"),
     "unknown model": (lambda ids: ["detect", "score", "--model", "nope", "--table", "cc"], "unknown model 'nope'"),
+    "unknown model to delete": (lambda ids: ["detect", "delete", "--model", "nope"], "unknown model 'nope'"),
     "unknown detector": (lambda ids: ["detect", "train", "--table", "cc", "--detector", "gan9"],
                          "unknown detector 'gan9'"),
     "missing table": (lambda ids: ["detect", "train", "--table", "nothere", "--detector", "iforest"],
@@ -181,6 +182,69 @@ def test_detect_list_shows_trained_detectors_newest_first(cli, warehouse, credit
     assert first["table_name"] == "cc" and first["detector"] == "iforest" and 0.0 <= first["auroc"] <= 1.0
     code, text, err = cli(["detect", "list"])
     assert code == 0 and ids[0] in text and "iforest" in text
+
+
+def test_delete_retires_a_detector_with_its_scores_alerts_and_files(cli, warehouse, settings, creditcard_small):
+    write_table(warehouse, "cc", creditcard_small)
+    ids = []
+    for seed in (0, 1):
+        code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest",
+                                      "--seed", str(seed))
+        assert code == 0, err
+        ids.append(trained["model_id"])
+        assert cli(["detect", "score", "--model", ids[-1], "--table", "cc"])[0] == 0
+    old, kept = ids
+    alerts_before = warehouse.read_frame("anomaly_scores").groupby("model_id")["is_alert"].sum()
+
+    code, out, err = run_json(cli, "detect", "delete", "--model", old)
+    assert code == 0, err
+    assert out["scores_deleted"] == 2000 and out["alerts_deleted"] == alerts_before[old] > 0
+    assert warehouse.read_frame("_detectors")["model_id"].tolist() == [kept]
+    assert set(warehouse.read_frame("anomaly_scores")["model_id"]) == {kept}
+    with warehouse.read() as con:
+        assert set(con.execute("SELECT model_id FROM alerts").df()["model_id"]) == {kept}
+    assert not (settings.models_dir / old).exists() and (settings.models_dir / kept).is_dir()
+    assert sorted(p.name for p in settings.models_dir.iterdir()) == [kept]
+    # The kept detector still scores; the deleted one is unknown now.
+    assert cli(["detect", "score", "--model", kept, "--table", "cc"])[0] == 0
+    code, out, err = cli(["detect", "score", "--model", old, "--table", "cc"])
+    assert code == 2 and f"unknown model {old!r}" in err
+
+
+def test_failed_delete_leaves_warehouse_and_files_as_they_were(cli, warehouse, settings, creditcard_small):
+    from flows.detect import delete_detector
+
+    write_table(warehouse, "cc", creditcard_small)
+    code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest")
+    assert code == 0, err
+    model_id = trained["model_id"]
+    # A warehouse where anomaly_scores is a view: the DELETE inside the transaction fails after the model's files
+    # were moved aside, so the rollback path has to put them back.
+    with warehouse.transaction() as con:
+        con.execute(f"CREATE VIEW main.anomaly_scores AS SELECT '{model_id}' AS model_id, true AS is_alert")
+    before = warehouse.snapshot()
+    files_before = sorted(str(p.relative_to(settings.models_dir)) for p in settings.models_dir.rglob("*"))
+    with pytest.raises(Exception, match="(?i)delete"):
+        delete_detector(settings, model_id)
+    assert warehouse.snapshot() == before
+    assert sorted(str(p.relative_to(settings.models_dir)) for p in settings.models_dir.rglob("*")) == files_before
+
+
+def test_delete_never_removes_files_outside_the_models_dir(warehouse, settings, tmp_path, creditcard_small, cli):
+    from flows.detect import delete_detector
+
+    write_table(warehouse, "cc", creditcard_small)
+    code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest")
+    assert code == 0, err
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not a model")
+    with warehouse.transaction() as con:
+        con.execute("UPDATE main._detectors SET path = ? WHERE model_id = ?", [str(outside), trained["model_id"]])
+    out = delete_detector(settings, trained["model_id"])
+    assert out["files_deleted"] is None
+    assert (outside / "keep.txt").read_text() == "not a model"
+    assert len(warehouse.read_frame("_detectors")) == 0
 
 
 def test_hyperparameters_from_the_command_line(cli, warehouse, creditcard_small):
