@@ -277,38 +277,47 @@ def list_detectors(settings: Settings) -> list[dict]:
 
 
 
-def delete_detector(settings: Settings, model_id: str) -> dict:
-    """Retire a detector: its `_detectors` row, its rows in `anomaly_scores` (so its alerts) and its saved files.
+def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
+    """Retire detectors: their `_detectors` rows, their rows in `anomaly_scores` (so their alerts), their files.
 
-    The warehouse changes in one transaction. The model's directory is moved aside first and put back if the
-    transaction fails, so a failed delete leaves the warehouse and the files as they were. Files are only ever
-    deleted inside the models directory, whatever path the warehouse row names.
+    All of it or nothing: the warehouse changes in one transaction, and the models' directories are moved aside
+    first and put back if it fails, so a failed delete leaves the warehouse and the files as they were. Files are
+    only ever deleted inside the models directory, whatever path a warehouse row names.
     """
     wh = Warehouse(settings.db_path)
-    record = load_model_record(wh, model_id)
-    path = Path(record["path"]).resolve()
+    records = [load_model_record(wh, model_id) for model_id in dict.fromkeys(model_ids)]
     models_dir = settings.models_dir.resolve()
-    owned = path.parent == models_dir and path.is_dir()
-    aside = path.with_name(f".{path.name}.deleting")
-    if owned:
-        path.rename(aside)
+    moved: list[tuple[Path, Path]] = []
+    results = []
     try:
+        for record in records:
+            path = Path(record["path"]).resolve()
+            owned = path.parent == models_dir and path.is_dir()
+            if owned:
+                aside = path.with_name(f".{path.name}.deleting")
+                path.rename(aside)
+                moved.append((path, aside))
+            results.append({"model_id": record["model_id"], "table": record["table_name"],
+                            "files_deleted": str(path) if owned else None})
         with wh.transaction() as con:
-            scores = alerts = 0
-            if Warehouse.exists(con, "anomaly_scores"):
-                scores, alerts = con.execute(
-                    "SELECT count(*), count(*) FILTER (WHERE is_alert) FROM main.anomaly_scores WHERE model_id = ?",
-                    [model_id]).fetchone()
-                con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ?", [model_id])
-            con.execute("DELETE FROM main._detectors WHERE model_id = ?", [model_id])
+            has_scores = Warehouse.exists(con, "anomaly_scores")
+            for result in results:
+                scores = alerts = 0
+                if has_scores:
+                    scores, alerts = con.execute(
+                        "SELECT count(*), count(*) FILTER (WHERE is_alert) FROM main.anomaly_scores "
+                        "WHERE model_id = ?", [result["model_id"]]).fetchone()
+                    con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ?", [result["model_id"]])
+                con.execute("DELETE FROM main._detectors WHERE model_id = ?", [result["model_id"]])
+                result.update(scores_deleted=int(scores or 0), alerts_deleted=int(alerts or 0))
     except BaseException:
-        if owned:
+        for path, aside in reversed(moved):
             aside.rename(path)
         raise
-    if owned:
+    for _, aside in moved:
         shutil.rmtree(aside, ignore_errors=True)
-    return {"model_id": model_id, "table": record["table_name"], "scores_deleted": int(scores or 0),
-            "alerts_deleted": int(alerts or 0), "files_deleted": str(path) if owned else None}
+    return results
+
 
 # ------------------------------------------------------------------ score
 def load_model_record(wh: Warehouse, model_id: str) -> dict:
@@ -410,12 +419,13 @@ def score_task(settings: Settings, model_id: str, table: str) -> dict:
 @flow(name="detect-train")
 def detect_train_flow(settings: Settings, table: str, detector: str, label_column: str | None = None,
                       normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
-                      seed: int = 0, params: dict | None = None, max_train_rows: int | None = None):
+                      seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
+                      model_id: str | None = None):
     """Train a detector on a warehouse table's normal rows."""
     logger = get_run_logger()
     result = train_task(settings, dict(table=table, detector=detector, label_column=label_column,
                                        normal_value=normal_value, key_column=key_column, epochs=epochs, seed=seed,
-                                       params=params, max_train_rows=max_train_rows))
+                                       params=params, max_train_rows=max_train_rows, model_id=model_id))
     if "error" in result:
         logger.info("detect train on %s failed: %s", table, result["error"])
         return Failed(message=result["error"], data=result)
@@ -501,24 +511,40 @@ def format_alerts(result: dict) -> str:
 
 
 def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
-    """`synthwatch run`: train a detector on the demo transactions, score them, return the top alerts."""
+    """`synthwatch run`: train a detector on the demo transactions, score them, return the top alerts.
+
+    The stage names its detectors ``pipeline-<table>-<detector>-<id>``. With ``replace_previous`` (the default),
+    once the new detector has scored the table the stage's earlier detectors on that table are retired (records,
+    scores, files; see `delete_detectors`), so scheduled runs leave one copy of each alert in the `alerts` view
+    instead of one per run. Detectors trained with `synthwatch detect train` are never touched.
+    """
     cfg = dict(stage_config or {})
     table = cfg.get("table", "creditcard")
+    detector = cfg.get("detector", "ganomaly")
     if not Warehouse(settings.db_path).table_exists(table):
         raise TableNotFound(f"detect stage: table {table} does not exist; run the ingest stage first")
-    state = detect_train_flow(settings, table, cfg.get("detector", "ganomaly"), cfg.get("label_column"),
+    prefix = f"pipeline-{table}-"
+    state = detect_train_flow(settings, table, detector, cfg.get("label_column"),
                               None if cfg.get("normal_value") is None else str(cfg["normal_value"]),
                               cfg.get("key_column"), cfg.get("epochs"), int(cfg.get("seed", 0)),
-                              cfg.get("params"), cfg.get("max_train_rows"), return_state=True)
+                              cfg.get("params"), cfg.get("max_train_rows"),
+                              model_id=f"{prefix}{detector}-{uuid.uuid4().hex[:8]}", return_state=True)
     from flows.commands import state_result
 
     trained = state_result(state)
     scored = state_result(detect_score_flow(settings, trained["model_id"], table, return_state=True))
+    retired = []
+    if cfg.get("replace_previous", True):
+        earlier = [m["model_id"] for m in list_detectors(settings)
+                   if m["model_id"].startswith(prefix) and m["table_name"] == table
+                   and m["model_id"] != trained["model_id"]]
+        retired = [d["model_id"] for d in delete_detectors(settings, earlier)] if earlier else []
     top = scored["top_alerts"][: int(cfg.get("top", 10))]
     metrics = ", ".join(f"{k} {trained[k]:.3f}" for k in ("auroc", "auprc", "precision", "recall")
                         if trained.get(k) is not None)
-    text = (f"model {trained['model_id']} ({trained['detector']}, validation {metrics or 'unlabelled'})\n"
+    text = (f"model {trained['model_id']} ({trained['detector']}, validation {metrics or 'unlabelled'})"
+            + (f"; replaces {len(retired)} earlier pipeline detector(s)" if retired else "") + "\n"
             + format_alerts({**scored, "top_alerts": top}))
     return {"model_id": trained["model_id"], "scored": scored["scored"], "alerts": scored["alerts"],
             "top_alerts": top, "validation": {k: trained.get(k) for k in ("auroc", "auprc", "precision", "recall")},
-            "text": text}
+            "retired": retired, "text": text}

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
     delete = sub.add_parser("delete", help="Retire a detector: its record, its scores and alerts, its files.")
     add_common(delete)
-    delete.add_argument("--model", required=True, help="model id shown by detect list")
+    delete.add_argument("--model", required=True, action="append", help="model id shown by detect list (repeatable)")
     delete.set_defaults(handler=run_detect_delete)
 
 
@@ -79,10 +79,11 @@ def run_detect_list(args, settings) -> CommandResult:
 
 
 def run_detect_delete(args, settings) -> CommandResult:
-    from flows.detect import delete_detector
+    from flows.detect import delete_detectors
 
-    result = delete_detector(settings, args.model)
-    text = (f"deleted detector {result['model_id']} (trained on {result['table']}): {result['scores_deleted']} "
-            f"scores and {result['alerts_deleted']} alerts removed"
-            + (f", files {result['files_deleted']} removed" if result["files_deleted"] else ", no files to remove"))
-    return CommandResult(data={"ok": True, **result}, text=text)
+    deleted = delete_detectors(settings, args.model)
+    text = "\n".join(
+        f"deleted detector {d['model_id']} (trained on {d['table']}): {d['scores_deleted']} scores and "
+        f"{d['alerts_deleted']} alerts removed" + (", files removed" if d["files_deleted"] else ", no files to remove")
+        for d in deleted)
+    return CommandResult(data={"ok": True, "deleted": deleted}, text=text)

@@ -161,6 +161,28 @@ def test_pipeline_stage_trains_scores_and_reports_top_alerts(settings, warehouse
     with warehouse.read() as con:
         top = con.execute("SELECT item_key FROM alerts LIMIT 5").df()["item_key"].tolist()
     assert top[: len(out["top_alerts"])] == [a["item_key"] for a in out["top_alerts"]]
+    assert out["model_id"].startswith("pipeline-demo-autoencoder-") and out["retired"] == []
+
+
+def test_pipeline_stage_replaces_its_previous_detector_but_not_users(cli, settings, warehouse, creditcard_small):
+    from flows.detect import pipeline_stage
+
+    write_table(warehouse, "demo", creditcard_small)
+    code, mine, err = run_json(cli, "detect", "train", "--table", "demo", "--detector", "iforest")
+    assert code == 0, err
+    assert cli(["detect", "score", "--model", mine["model_id"], "--table", "demo"])[0] == 0
+    stage = {"table": "demo", "detector": "iforest", "label_column": "Class", "normal_value": 0}
+    first = pipeline_stage(settings, stage)
+    second = pipeline_stage(settings, stage)
+    assert second["retired"] == [first["model_id"]]
+    assert set(warehouse.read_frame("_detectors")["model_id"]) == {mine["model_id"], second["model_id"]}
+    scores = warehouse.read_frame("anomaly_scores")
+    assert scores.groupby("model_id").size().to_dict() == {mine["model_id"]: 2000, second["model_id"]: 2000}
+    assert not (settings.models_dir / first["model_id"]).exists()
+    # replace_previous: false keeps every run's detector.
+    third = pipeline_stage(settings, {**stage, "replace_previous": False})
+    assert third["retired"] == []
+    assert len(warehouse.read_frame("_detectors")) == 3
 
 
 def test_detect_list_shows_trained_detectors_newest_first(cli, warehouse, creditcard_small):
@@ -198,7 +220,9 @@ def test_delete_retires_a_detector_with_its_scores_alerts_and_files(cli, warehou
 
     code, out, err = run_json(cli, "detect", "delete", "--model", old)
     assert code == 0, err
-    assert out["scores_deleted"] == 2000 and out["alerts_deleted"] == alerts_before[old] > 0
+    [deleted] = out["deleted"]
+    assert deleted["model_id"] == old
+    assert deleted["scores_deleted"] == 2000 and deleted["alerts_deleted"] == alerts_before[old] > 0
     assert warehouse.read_frame("_detectors")["model_id"].tolist() == [kept]
     assert set(warehouse.read_frame("anomaly_scores")["model_id"]) == {kept}
     with warehouse.read() as con:
@@ -212,26 +236,30 @@ def test_delete_retires_a_detector_with_its_scores_alerts_and_files(cli, warehou
 
 
 def test_failed_delete_leaves_warehouse_and_files_as_they_were(cli, warehouse, settings, creditcard_small):
-    from flows.detect import delete_detector
+    from flows.detect import delete_detectors
 
     write_table(warehouse, "cc", creditcard_small)
-    code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest")
-    assert code == 0, err
-    model_id = trained["model_id"]
-    # A warehouse where anomaly_scores is a view: the DELETE inside the transaction fails after the model's files
-    # were moved aside, so the rollback path has to put them back.
+    ids = []
+    for seed in (0, 1):
+        code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest",
+                                      "--seed", str(seed))
+        assert code == 0, err
+        ids.append(trained["model_id"])
+    model_id = ids[1]
+    # A warehouse where anomaly_scores is a view: the DELETE inside the transaction fails after both models' files
+    # were moved aside, so the rollback path has to put them all back (and the first model's rows stay too).
     with warehouse.transaction() as con:
         con.execute(f"CREATE VIEW main.anomaly_scores AS SELECT '{model_id}' AS model_id, true AS is_alert")
     before = warehouse.snapshot()
     files_before = sorted(str(p.relative_to(settings.models_dir)) for p in settings.models_dir.rglob("*"))
     with pytest.raises(Exception, match="(?i)delete"):
-        delete_detector(settings, model_id)
+        delete_detectors(settings, ids)
     assert warehouse.snapshot() == before
     assert sorted(str(p.relative_to(settings.models_dir)) for p in settings.models_dir.rglob("*")) == files_before
 
 
 def test_delete_never_removes_files_outside_the_models_dir(warehouse, settings, tmp_path, creditcard_small, cli):
-    from flows.detect import delete_detector
+    from flows.detect import delete_detectors
 
     write_table(warehouse, "cc", creditcard_small)
     code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest")
@@ -241,7 +269,7 @@ def test_delete_never_removes_files_outside_the_models_dir(warehouse, settings, 
     (outside / "keep.txt").write_text("not a model")
     with warehouse.transaction() as con:
         con.execute("UPDATE main._detectors SET path = ? WHERE model_id = ?", [str(outside), trained["model_id"]])
-    out = delete_detector(settings, trained["model_id"])
+    [out] = delete_detectors(settings, [trained["model_id"]])
     assert out["files_deleted"] is None
     assert (outside / "keep.txt").read_text() == "not a model"
     assert len(warehouse.read_frame("_detectors")) == 0
