@@ -20,6 +20,17 @@ def write_table(warehouse, name, frame):
         warehouse.write_frame(con, name, frame)
 
 
+def train_iforests(cli, table, seeds=(0,), *extra):
+    """Train one iforest per seed on `table` through the CLI; their model ids."""
+    ids = []
+    for seed in seeds:
+        code, trained, err = run_json(cli, "detect", "train", "--table", table, "--detector", "iforest",
+                                      "--seed", str(seed), *extra)
+        assert code == 0, err
+        ids.append(trained["model_id"])
+    return ids
+
+
 def flow_run_state(run_id):
     from prefect.client.orchestration import get_client
 
@@ -168,16 +179,15 @@ def test_pipeline_stage_replaces_its_previous_detector_but_not_users(cli, settin
     from flows.detect import pipeline_stage
 
     write_table(warehouse, "demo", creditcard_small)
-    code, mine, err = run_json(cli, "detect", "train", "--table", "demo", "--detector", "iforest")
-    assert code == 0, err
-    assert cli(["detect", "score", "--model", mine["model_id"], "--table", "demo"])[0] == 0
+    [mine] = train_iforests(cli, "demo")
+    assert cli(["detect", "score", "--model", mine, "--table", "demo"])[0] == 0
     stage = {"table": "demo", "detector": "iforest", "label_column": "Class", "normal_value": 0}
     first = pipeline_stage(settings, stage)
     second = pipeline_stage(settings, stage)
     assert second["retired"] == [first["model_id"]]
-    assert set(warehouse.read_frame("_detectors")["model_id"]) == {mine["model_id"], second["model_id"]}
+    assert set(warehouse.read_frame("_detectors")["model_id"]) == {mine, second["model_id"]}
     scores = warehouse.read_frame("anomaly_scores")
-    assert scores.groupby("model_id").size().to_dict() == {mine["model_id"]: 2000, second["model_id"]: 2000}
+    assert scores.groupby("model_id").size().to_dict() == {mine: 2000, second["model_id"]: 2000}
     assert not (settings.models_dir / first["model_id"]).exists()
     # replace_previous: false keeps every run's detector.
     third = pipeline_stage(settings, {**stage, "replace_previous": False})
@@ -191,12 +201,7 @@ def test_detect_list_shows_trained_detectors_newest_first(cli, warehouse, credit
     code, out, err = cli(["detect", "list"])
     assert code == 0 and "no trained detectors yet" in out
     write_table(warehouse, "cc", creditcard_small)
-    ids = []
-    for seed in (0, 1):
-        code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest",
-                                      "--label-column", "Class", "--seed", str(seed))
-        assert code == 0, err
-        ids.append(trained["model_id"])
+    ids = train_iforests(cli, "cc", (0, 1), "--label-column", "Class")
     code, out, err = run_json(cli, "detect", "list")
     assert code == 0, err
     assert [d["model_id"] for d in out["detectors"]] == ids[::-1]
@@ -208,14 +213,9 @@ def test_detect_list_shows_trained_detectors_newest_first(cli, warehouse, credit
 
 def test_delete_retires_a_detector_with_its_scores_alerts_and_files(cli, warehouse, settings, creditcard_small):
     write_table(warehouse, "cc", creditcard_small)
-    ids = []
-    for seed in (0, 1):
-        code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest",
-                                      "--seed", str(seed))
-        assert code == 0, err
-        ids.append(trained["model_id"])
-        assert cli(["detect", "score", "--model", ids[-1], "--table", "cc"])[0] == 0
-    old, kept = ids
+    old, kept = train_iforests(cli, "cc", (0, 1))
+    for model_id in (old, kept):
+        assert cli(["detect", "score", "--model", model_id, "--table", "cc"])[0] == 0
     alerts_before = warehouse.read_frame("anomaly_scores").groupby("model_id")["is_alert"].sum()
 
     code, out, err = run_json(cli, "detect", "delete", "--model", old)
@@ -239,12 +239,7 @@ def test_failed_delete_leaves_warehouse_and_files_as_they_were(cli, warehouse, s
     from flows.detect import delete_detectors
 
     write_table(warehouse, "cc", creditcard_small)
-    ids = []
-    for seed in (0, 1):
-        code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest",
-                                      "--seed", str(seed))
-        assert code == 0, err
-        ids.append(trained["model_id"])
+    ids = train_iforests(cli, "cc", (0, 1))
     model_id = ids[1]
     # A warehouse where anomaly_scores is a view: the DELETE inside the transaction fails after both models' files
     # were moved aside, so the rollback path has to put them all back (and the first model's rows stay too).
@@ -262,14 +257,13 @@ def test_delete_never_removes_files_outside_the_models_dir(warehouse, settings, 
     from flows.detect import delete_detectors
 
     write_table(warehouse, "cc", creditcard_small)
-    code, trained, err = run_json(cli, "detect", "train", "--table", "cc", "--detector", "iforest")
-    assert code == 0, err
+    [model_id] = train_iforests(cli, "cc")
     outside = tmp_path / "precious"
     outside.mkdir()
     (outside / "keep.txt").write_text("not a model")
     with warehouse.transaction() as con:
-        con.execute("UPDATE main._detectors SET path = ? WHERE model_id = ?", [str(outside), trained["model_id"]])
-    [out] = delete_detectors(settings, [trained["model_id"]])
+        con.execute("UPDATE main._detectors SET path = ? WHERE model_id = ?", [str(outside), model_id])
+    [out] = delete_detectors(settings, [model_id])
     assert out["files_deleted"] is None
     assert (outside / "keep.txt").read_text() == "not a model"
     assert len(warehouse.read_frame("_detectors")) == 0
