@@ -3,7 +3,7 @@
 Every figure is a mean over --seeds seeds, with the baselines (iforest, autoencoder) measured in the same run.
 Model and score-mode choices use a validation split carved from the training period, never the test split.
 
-    flock /tmp/synthwatch-heavy.lock .venv/bin/python bench/detect.py --datasets creditcard --seeds 3
+    flock /tmp/synthwatch-heavy.lock .venv/bin/python bench/detect.py --datasets creditcard --seeds 10
 
 Protocols
 - creditcard: rows sorted by Time; the first 80% is the training period and the last 20% the test split. Inside
