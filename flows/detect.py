@@ -276,7 +276,6 @@ def list_detectors(settings: Settings) -> list[dict]:
     return [{c: (str(v) if c == "created_at" else v) for c, v in zip(columns, row)} for row in rows]
 
 
-
 def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
     """Retire detectors: their `_detectors` rows, their rows in `anomaly_scores` (so their alerts), their files.
 
