@@ -522,7 +522,7 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     detector = cfg.get("detector", "ganomaly")
     if not Warehouse(settings.db_path).table_exists(table):
         raise TableNotFound(f"detect stage: table {table} does not exist; run the ingest stage first")
-    prefix = f"pipeline-{table}-"
+    prefix = f"pipeline-{table}-"  # table names hold no '-', so the prefix pins the table too
     state = detect_train_flow(settings, table, detector, cfg.get("label_column"),
                               None if cfg.get("normal_value") is None else str(cfg["normal_value"]),
                               cfg.get("key_column"), cfg.get("epochs"), int(cfg.get("seed", 0)),
@@ -535,8 +535,7 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     retired = []
     if cfg.get("replace_previous", True):
         earlier = [m["model_id"] for m in list_detectors(settings)
-                   if m["model_id"].startswith(prefix) and m["table_name"] == table
-                   and m["model_id"] != trained["model_id"]]
+                   if m["model_id"].startswith(prefix) and m["model_id"] != trained["model_id"]]
         retired = [d["model_id"] for d in delete_detectors(settings, earlier)] if earlier else []
     top = scored["top_alerts"][: int(cfg.get("top", 10))]
     metrics = ", ".join(f"{k} {trained[k]:.3f}" for k in ("auroc", "auprc", "precision", "recall")
