@@ -21,16 +21,9 @@ COMMAND_MODULES = (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from flows.errors import SynthwatchError
+    from flows.errors import user_error_types
 
-    errors: list[type[BaseException]] = [SynthwatchError]
-    for module, name in (("generators.errors", "GeneratorError"), ("detectors.errors", "DetectorError"),
-                         ("quality.errors", "QualityError")):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+    return user_error_types()
 
 
 def build_parser() -> argparse.ArgumentParser:

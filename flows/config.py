@@ -16,7 +16,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "pipeline.yaml"
 
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
-    """Read a pipeline config (YAML mapping); the bundled default when no path is given."""
+    """Read and validate a pipeline config; the bundled default when no path is given.
+
+    Returns the config as plain data with every default filled in (`PipelineConfig`); an unknown or mistyped
+    key is a ConfigError naming its path, e.g. ``detect.epocs: unknown key; did you mean epochs?``.
+    """
     config_path = Path(path) if path else DEFAULT_CONFIG
     if not config_path.is_file():
         raise ConfigError(f"config file {config_path} does not exist; pass --config with a YAML file")
@@ -26,7 +30,9 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"config file {config_path} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {config_path} must hold a mapping of stage names to settings")
-    return loaded
+    from flows.config_schema import validate_config
+
+    return validate_config(loaded, str(config_path))
 
 
 @dataclass

@@ -15,11 +15,11 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
-from prefect.states import Failed
 
-from detectors.errors import DetectorError, LabelError
+from detectors.errors import LabelError
 from flows.config import Settings
 from flows.errors import SynthwatchError, TableNotFound
+from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
 from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
 
 VALIDATION_SHARE = 0.2
@@ -50,6 +50,18 @@ CREATE TABLE IF NOT EXISTS main._detectors (
     created_at TIMESTAMP NOT NULL
 )
 """
+
+# Columns added after the first release: added in place to a warehouse written before them.
+DETECTOR_COLUMNS_ADDED = {"n_selection": "BIGINT", "n_report": "BIGINT", "selection_auroc": "DOUBLE",
+                          "selection_auprc": "DOUBLE"}
+
+
+def ensure_detector_tables(con) -> None:
+    """Create `_detectors` (inside the caller's write transaction) and add columns later releases introduced."""
+    con.execute(DETECTORS_DDL)
+    for column, sql_type in DETECTOR_COLUMNS_ADDED.items():
+        con.execute(f"ALTER TABLE main._detectors ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+
 
 SCORES_DDL = """
 CREATE TABLE IF NOT EXISTS main.anomaly_scores (
@@ -180,6 +192,40 @@ def split_rows(n: int, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def split_validation(val_idx: np.ndarray, labels: np.ndarray | None, kind: str,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(selection part, report part) of the validation rows: choices are made on one, quality reported on the other.
+
+    A series keeps time order (the earlier half chooses, the later half reports). Rows and images are split at
+    random within each class; an odd anomaly goes to the report part, so a single labelled anomaly still gives an
+    honest figure (the choice then falls back to the declared default and the contamination rate).
+    """
+    if kind == "timeseries":
+        half = len(val_idx) // 2
+        return val_idx[:half], val_idx[half:]
+    rng = np.random.default_rng(seed + 1)
+    groups = [val_idx] if labels is None else [val_idx[labels[val_idx] == v] for v in (0, 1)]
+    selection, report = [], []
+    for group in groups:
+        shuffled = rng.permutation(group)
+        cut = len(shuffled) // 2
+        selection.append(shuffled[:cut])
+        report.append(shuffled[cut:])
+    return np.sort(np.concatenate(selection)), np.sort(np.concatenate(report))
+
+
+def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """AUROC, AUPRC, precision and recall of `scores > threshold`; all None when the labels hold one class."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if labels.min() == labels.max():
+        return {"auroc": None, "auprc": None, "precision": None, "recall": None}
+    predicted = scores > threshold
+    tp = int(np.sum(predicted & (labels == 1)))
+    return {"auroc": float(roc_auc_score(labels, scores)), "auprc": float(average_precision_score(labels, scores)),
+            "precision": tp / max(int(predicted.sum()), 1), "recall": tp / int(labels.sum())}
+
+
 def _take(data: Any, index: np.ndarray) -> Any:
     if isinstance(data, pd.DataFrame):
         return data.iloc[index].reset_index(drop=True)
@@ -192,8 +238,6 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
                    seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
                    run_id: str | None = None, model_id: str | None = None) -> dict:
     """Fit a detector on a table's normal rows, save it under models/<id>/ and record it in `_detectors`."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     from detectors.registry import create_detector, get_detector_class
 
     wh = Warehouse(settings.db_path)
@@ -226,40 +270,63 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
     hyper["seed"] = int(seed)
     hyper.setdefault("kind", kind)
     model = create_detector(detector, **hyper)
+    # Score mode and threshold are chosen on one part of the validation rows and the recorded quality measured on
+    # the other, so `detect list` does not show figures of the data the choices were fitted to.
+    select_idx, report_idx = split_validation(val_idx, labels, kind, seed)
+    select_data = select_labels = None
+    if val_labels is not None:
+        window = int(getattr(model, "window_length", 1)) if kind == "timeseries" else 1
+        candidate = labels[select_idx]
+        if len(select_idx) >= window and candidate.min() != candidate.max():
+            select_data, select_labels = _take(data, select_idx), candidate
     # Known anomalies stay out of training (for a series: every window covering a labelled point).
     model.fit(_take(data, train_idx), labels=None if labels is None else labels[train_idx],
-              validation_data=_take(data, val_idx), validation_labels=val_labels)
+              validation_data=select_data, validation_labels=select_labels)
 
     metrics: dict[str, float | None] = {"auroc": None, "auprc": None, "precision": None, "recall": None}
+    selection_metrics = dict(metrics)
     if val_labels is not None:
+        # A series is scored over the whole validation tail (windows need their context), then split by point.
         val_scores = model.score(_take(data, val_idx))
-        predicted = val_scores > model.threshold_
-        tp = int(np.sum(predicted & (val_labels == 1)))
-        metrics = {"auroc": float(roc_auc_score(val_labels, val_scores)),
-                   "auprc": float(average_precision_score(val_labels, val_scores)),
-                   "precision": tp / max(int(predicted.sum()), 1), "recall": tp / int(val_labels.sum())}
+        position = {int(i): p for p, i in enumerate(val_idx)}
+        scores_of = lambda idx: val_scores[[position[int(i)] for i in idx]]  # noqa: E731
+        metrics = detection_metrics(scores_of(report_idx), labels[report_idx], model.threshold_)
+        if select_labels is not None:
+            selection_metrics = detection_metrics(scores_of(select_idx), select_labels, model.threshold_)
 
     model_id = model_id or f"{table}-{detector}-{uuid.uuid4().hex[:8]}"
     path = settings.models_dir / model_id
-    tmp = settings.models_dir / f".{model_id}.tmp"
-    model.save(tmp)
+    staged = staging_dir(settings.models_dir, model_id)
+    model.save(staged)
+    mark(staged, settings.db_path)
+    record = {"model_id": model_id, "detector": detector, "table_name": table, "kind": kind, "path": str(path),
+              "feature_columns": json.dumps(features), "key_column": key_column, "label_column": label_column,
+              "normal_value": normal_value, "params": json.dumps(model.get_params(), default=str),
+              "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
+              "n_selection": int(len(select_idx)) if select_labels is not None else 0,
+              "n_report": int(len(report_idx)) if val_labels is not None else 0,
+              "threshold": float(model.threshold_), "threshold_source": model.threshold_source_,
+              "score_mode": model.score_mode_, **metrics,
+              **{f"selection_{k}": v for k, v in selection_metrics.items() if k in ("auroc", "auprc")},
+              "source_hash": source_hash, "run_id": run_id or model_id, "created_at": _now()}
     try:
         with wh.transaction() as con:
-            con.execute(DETECTORS_DDL)
-            con.execute(
-                "INSERT INTO main._detectors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [model_id, detector, table, kind, str(path), json.dumps(features), key_column, label_column,
-                 normal_value, json.dumps(model.get_params(), default=str), int(len(train_idx)), int(len(val_idx)),
-                 float(model.threshold_), model.threshold_source_, model.score_mode_, metrics["auroc"],
-                 metrics["auprc"], metrics["precision"], metrics["recall"], source_hash, run_id or model_id, _now()],
-            )
-            tmp.rename(path)
+            ensure_detector_tables(con)
+            remove_orphans(con, settings.models_dir, settings.db_path)
+            columns = ", ".join(quote_ident(c) for c in record)
+            con.execute(f"INSERT INTO main._detectors ({columns}) VALUES ({', '.join('?' * len(record))})",
+                        list(record.values()))
+            staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
+        if path.is_dir() and not staged.exists():
+            shutil.rmtree(path, ignore_errors=True)
         raise
     return {"model_id": model_id, "detector": detector, "table": table, "kind": kind, "path": str(path),
-            "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)), "threshold": float(model.threshold_),
-            "threshold_source": model.threshold_source_, "score_mode": model.score_mode_, **metrics}
+            "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)), "n_selection": record["n_selection"],
+            "n_report": record["n_report"], "threshold": float(model.threshold_),
+            "threshold_source": model.threshold_source_, "score_mode": model.score_mode_, **metrics,
+            "selection": {k: record[f"selection_{k}"] for k in ("auroc", "auprc")}}
 
 
 def list_detectors(settings: Settings) -> list[dict]:
@@ -267,12 +334,15 @@ def list_detectors(settings: Settings) -> list[dict]:
     if not settings.db_path.exists():
         return []
     columns = ["model_id", "detector", "table_name", "kind", "score_mode", "threshold", "threshold_source",
-               "n_train", "auroc", "auprc", "precision", "recall", "created_at"]
+               "n_train", "auroc", "auprc", "precision", "recall", *DETECTOR_COLUMNS_ADDED, "created_at"]
     with Warehouse(settings.db_path).read() as con:
         if not Warehouse.exists(con, "_detectors"):
             return []
-        rows = con.execute(f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM main._detectors "
-                           "ORDER BY created_at DESC").fetchall()
+        present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                             "WHERE table_schema = 'main' AND table_name = '_detectors'").fetchall()}
+        # A warehouse written before a column existed reads it as null (readers never migrate).
+        select = ", ".join(quote_ident(c) if c in present else f"NULL AS {quote_ident(c)}" for c in columns)
+        rows = con.execute(f"SELECT {select} FROM main._detectors ORDER BY created_at DESC").fetchall()
     return [{c: (str(v) if c == "created_at" else v) for c, v in zip(columns, row)} for row in rows]
 
 
@@ -293,7 +363,7 @@ def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
             path = Path(record["path"]).resolve()
             owned = path.parent == models_dir and path.is_dir()
             if owned:
-                aside = path.with_name(f".{path.name}.deleting")
+                aside = aside_dir(path)
                 path.rename(aside)
                 moved.append((path, aside))
             results.append({"model_id": record["model_id"], "table": record["table_name"],
@@ -367,7 +437,7 @@ def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | 
         con.execute(SCORES_DDL)
         replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ?",
                                [model_id, table]).fetchone()[0]
-        Warehouse.write_frame(con, "anomaly_scores", out, mode="append")
+        Warehouse.write_frame(con, "anomaly_scores", out, mode="append", internal=True)
         con.execute(ALERTS_VIEW)
     top = out[out["is_alert"]].sort_values("score", ascending=False).head(10)
     return {"model_id": model_id, "table": table, "scored": int(len(out)), "alerts": int(out["is_alert"].sum()),
@@ -387,21 +457,15 @@ class _ForwardToRunLogger(logging.Handler):
         self.run_logger.info(record.getMessage())
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    return (SynthwatchError, DetectorError)
-
-
 @task(cache_policy=NONE)
 def train_task(settings: Settings, options: dict) -> dict:
-    """Fit, save and record one detector."""
+    """Fit, save and record one detector; bad input raises, so Prefect records the run as Failed."""
     library_log = logging.getLogger("detectors")
     handler = _ForwardToRunLogger(get_run_logger())
     library_log.addHandler(handler)
     library_log.setLevel(logging.INFO)
     try:
         return train_detector(settings, run_id=str(flow_run.get_id() or uuid.uuid4()), **options)
-    except _expected_errors() as exc:
-        return {"error": str(exc), "error_type": type(exc).__name__}
     finally:
         library_log.removeHandler(handler)
 
@@ -409,10 +473,7 @@ def train_task(settings: Settings, options: dict) -> dict:
 @task(cache_policy=NONE)
 def score_task(settings: Settings, model_id: str, table: str) -> dict:
     """Score one table with one saved detector."""
-    try:
-        return score_table(settings, model_id=model_id, table=table, run_id=str(flow_run.get_id() or uuid.uuid4()))
-    except _expected_errors() as exc:
-        return {"error": str(exc), "error_type": type(exc).__name__}
+    return score_table(settings, model_id=model_id, table=table, run_id=str(flow_run.get_id() or uuid.uuid4()))
 
 
 @flow(name="detect-train")
@@ -425,9 +486,6 @@ def detect_train_flow(settings: Settings, table: str, detector: str, label_colum
     result = train_task(settings, dict(table=table, detector=detector, label_column=label_column,
                                        normal_value=normal_value, key_column=key_column, epochs=epochs, seed=seed,
                                        params=params, max_train_rows=max_train_rows, model_id=model_id))
-    if "error" in result:
-        logger.info("detect train on %s failed: %s", table, result["error"])
-        return Failed(message=result["error"], data=result)
     logger.info("trained %s on %s: threshold %.4f (%s)", result["model_id"], table, result["threshold"],
                 result["threshold_source"])
     return result
@@ -438,9 +496,6 @@ def detect_score_flow(settings: Settings, model_id: str, table: str):
     """Score a warehouse table with a trained detector and refresh the alerts view."""
     logger = get_run_logger()
     result = score_task(settings, model_id, table)
-    if "error" in result:
-        logger.info("detect score of %s failed: %s", table, result["error"])
-        return Failed(message=result["error"], data=result)
     logger.info("scored %d items of %s: %d alerts", result["scored"], table, result["alerts"])
     return result
 
@@ -466,31 +521,42 @@ RESERVED_PARAMS = ("seed", "kind")
 
 
 def parse_params(param_args: list[str], klass: type) -> dict:
-    """NAME=VALUE strings -> hyperparameters of `klass`; unknown or malformed names are clear errors."""
-    allowed = [n for n in klass._param_names() if n not in RESERVED_PARAMS]
+    """NAME=VALUE strings -> hyperparameters of `klass` (values read as JSON when they parse, else text)."""
     params: dict[str, Any] = {}
     for raw in param_args:
         name, sep, value = raw.partition("=")
         name = name.strip()
         if not sep or not name:
             raise DetectFlowError(f"--param {raw!r} is not NAME=VALUE")
-        if name not in allowed:
-            raise DetectFlowError(f"{klass.name} has no hyperparameter {name!r}; choose from {', '.join(allowed)}")
         try:
             params[name] = json.loads(value)
         except json.JSONDecodeError:
             params[name] = value
+    return check_params(params, klass, where="--param ")
+
+
+def check_params(params: dict, klass: type, *, where: str = "") -> dict:
+    """Hyperparameters checked against `klass`: known names, the types their annotations allow, score modes.
+
+    `where` prefixes each message with the place the value came from (``--param `` or ``detect.params.``).
+    """
+    from flows.config_schema import suggest
+
+    allowed = [n for n in klass._param_names() if n not in RESERVED_PARAMS]
+    for name, got in params.items():
+        if name not in allowed:
+            raise DetectFlowError(f"{where}{name}: {klass.name} has no hyperparameter {name!r}"
+                                  f"{suggest(name, allowed)}")
         accepted = klass.param_types(name)
-        got = params[name]
         ok = any(isinstance(got, t) and not (isinstance(got, bool) and t is not bool) for t in accepted) or (
             float in accepted and isinstance(got, int) and not isinstance(got, bool))
         if not ok:
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
-            raise DetectFlowError(f"--param {name} wants {wanted}, got {value!r}")
+            raise DetectFlowError(f"{where}{name} wants {wanted}, got {got!r}")
     if "score_mode" in params and params["score_mode"] not in ("auto", *klass.score_modes):
-        raise DetectFlowError(f"score_mode {params['score_mode']!r} is not one of {klass.name}'s: "
+        raise DetectFlowError(f"{where}score_mode {params['score_mode']!r} is not one of {klass.name}'s: "
                               f"auto, {', '.join(klass.score_modes)}")
-    return params
+    return dict(params)
 
 
 def check_score_request(settings: Settings, model_id: str, table: str) -> None:

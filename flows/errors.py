@@ -44,6 +44,28 @@ class ServerError(SynthwatchError):
 
 
 class GateFailed(SynthwatchError):
-    """A synthetic table failed its quality gate and was quarantined."""
+    """A synthetic table failed its quality gate and was quarantined; `result` holds the gate's checks."""
 
     exit_code = 1
+
+    def __init__(self, message: str, result: dict | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+class TableExists(SynthwatchError):
+    """A write would replace a table the user did not ask this command to replace."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Every error that means bad input (one line, exit 2) rather than a bug, across the three libraries."""
+    import importlib
+
+    errors: list[type[BaseException]] = [SynthwatchError]
+    for module, name in (("generators.errors", "GeneratorError"), ("detectors.errors", "DetectorError"),
+                         ("quality.errors", "QualityError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)

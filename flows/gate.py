@@ -13,10 +13,9 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
-from prefect.states import Failed
 
 from flows.config import Settings
-from flows.errors import SynthwatchError
+from flows.errors import GateFailed
 from flows.warehouse import Warehouse, qualified, validate_table_name
 
 QUALITY_DDL = """
@@ -48,8 +47,15 @@ def quality_config(settings: Settings) -> dict[str, Any]:
     """The `quality:` section of the pipeline config: thresholds (validated now, so a typo fails fast), target."""
     from quality.gate import resolve_thresholds
 
+    from flows.config_schema import suggest
+    from flows.errors import ConfigError
+    from quality.gate import DEFAULT_THRESHOLDS
+
     section = dict(settings.config.get("quality") or {})
     thresholds = dict(section.get("thresholds") or {})
+    for key in thresholds:
+        if key not in DEFAULT_THRESHOLDS:
+            raise ConfigError(f"quality.thresholds.{key}: unknown threshold{suggest(key, list(DEFAULT_THRESHOLDS))}")
     resolve_thresholds(thresholds)
     return {"thresholds": thresholds, "targets": dict(section.get("targets") or {}),
             "seed": int(section.get("seed", 0))}
@@ -151,34 +157,24 @@ def _read(wh: Warehouse, table: str | None) -> pd.DataFrame | None:
 def gate_task(settings: Settings, real: str, synthetic: str, holdout: str | None, target: str | None,
               thresholds: dict, seed: int) -> dict:
     """Read the three tables, run the gate and record it in `_quality_reports`."""
-    from quality.errors import QualityError
-
-    try:
-        wh = Warehouse(settings.db_path)
-        frames = [_read(wh, t) for t in (real, synthetic, holdout)]
-        result = run_gate(settings, frames[0], frames[1], frames[2], table=synthetic, thresholds=thresholds,
-                          target=target, seed=seed, source={"real": real, "synthetic": synthetic,
-                                                            "holdout": holdout, "command": "validate"})
-        with wh.transaction() as con:
-            record_gate(con, result, run_id=str(flow_run.get_id() or ""))
-        return result
-    except (SynthwatchError, QualityError) as exc:
-        return {"error": str(exc), "error_type": type(exc).__name__}
+    wh = Warehouse(settings.db_path)
+    frames = [_read(wh, t) for t in (real, synthetic, holdout)]
+    result = run_gate(settings, frames[0], frames[1], frames[2], table=synthetic, thresholds=thresholds,
+                      target=target, seed=seed, source={"real": real, "synthetic": synthetic,
+                                                        "holdout": holdout, "command": "validate"})
+    with wh.transaction() as con:
+        record_gate(con, result, run_id=str(flow_run.get_id() or ""))
+    return result
 
 
 @flow(name="quality-validate")
 def validate_flow(settings: Settings, real: str, synthetic: str, holdout: str | None = None,
-                  target: str | None = None, thresholds: dict | None = None, seed: int = 0):
+                  target: str | None = None, thresholds: dict | None = None, seed: int = 0) -> dict:
     """Run every quality check of one synthetic table against its real (and holdout) table."""
-    logger = get_run_logger()
     result = gate_task(settings, real, synthetic, holdout, target, thresholds or {}, seed)
-    if "error" in result:
-        logger.info("validate %s failed: %s", synthetic, result["error"])
-        return Failed(message=result["error"], data=result)
     if not result["passed"]:
-        logger.info(failure_message(result))
-        return Failed(message=failure_message(result), data={**result, "exit_code": 1})
-    logger.info("quality gate passed for %s (report %s)", synthetic, result["report_path"])
+        raise GateFailed(failure_message(result), result=result)
+    get_run_logger().info("quality gate passed for %s (report %s)", synthetic, result["report_path"])
     return result
 
 

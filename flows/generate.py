@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from datetime import datetime, timezone
@@ -10,10 +11,9 @@ from datetime import datetime, timezone
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.states import Failed
 
-from flows.errors import SynthwatchError
-from flows.warehouse import Warehouse, validate_table_name
+from flows.errors import GateFailed, SynthwatchError
+from flows.warehouse import Warehouse, check_write_target, validate_table_name
 
 GENERATIONS_DDL = """
 CREATE TABLE IF NOT EXISTS main._generations (
@@ -51,15 +51,28 @@ def parse_where(where: str | None) -> dict[str, str]:
     return out
 
 
+def max_rows() -> int:
+    """The most rows one generate may ask for (`SYNTHWATCH_MAX_ROWS`, default 10 million)."""
+    raw = os.environ.get("SYNTHWATCH_MAX_ROWS", "10000000")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise GenerateError(f"SYNTHWATCH_MAX_ROWS must be a whole number, got {raw!r}") from None
+    return max(value, 1)
+
+
 def check_generate_args(rows: int, table: str, where: str | None) -> dict[str, str]:
     if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
         raise GenerateError(f"--rows must be a positive whole number, got {rows}")
+    if rows > max_rows():
+        raise GenerateError(f"--rows {rows:,} is more than one generate may write ({max_rows():,}); ask for fewer "
+                            "rows, or raise SYNTHWATCH_MAX_ROWS if the machine has the memory")
     validate_table_name(table)
     return parse_where(where)
 
 
 def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: dict,
-                      gate: dict | None = None) -> dict:
+                      gate: dict | None = None, replace: bool = False) -> dict:
     """Write the synthetic table and its `_generations` row on an open transaction `con`.
 
     The one place a synthetic table reaches the warehouse: with a gate result, a table that failed goes to the
@@ -67,10 +80,7 @@ def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: di
     """
     from flows.gate import quarantine_or_publish, record_gate
 
-    validate_table_name(table)
-    if table == model_row.get("source_table"):
-        raise GenerateError(f"refusing to overwrite the real table {table} with synthetic rows; choose another "
-                            "--table")
+    check_write_target(con, table, command="generate", replace=replace)  # decided here, inside the transaction
     con.execute(GENERATIONS_DDL)
     passed = True if gate is None else bool(gate["passed"])
     schema = quarantine_or_publish(Warehouse(settings.db_path), con, table, df, passed)
@@ -132,20 +142,18 @@ def sample_model(model_row: dict, rows: int, seed: int | None, conditions: dict)
 
 
 def generate_table(settings, model_id: str, rows: int, table: str, seed: int | None = None,
-                   where: str | None = None, progress=None) -> dict:
+                   where: str | None = None, progress=None, replace: bool = False) -> dict:
     """Sample from a trained model and publish the table in one transaction; nothing is written on failure."""
     from flows.train import get_model_row
 
     conditions = check_generate_args(rows, table, where)
     model_row = get_model_row(settings, model_id)
+    check_target(settings, table, replace)
     started = time.perf_counter()
     df = sample_model(model_row, rows, seed, conditions)
     sample_seconds = time.perf_counter() - started
     if progress is not None:
         progress.info("sampled %d rows from %s in %.1fs", len(df), model_id, sample_seconds)
-    if table == model_row.get("source_table"):
-        raise GenerateError(f"refusing to overwrite the real table {table} with synthetic rows; choose another "
-                            "--table")
     gate = gate_synthetic(settings, model_row, table, df, conditions)
     if progress is not None:
         progress.info("quality gate of %s: %s (report %s)", table, "passed" if gate["passed"] else "FAILED",
@@ -156,7 +164,7 @@ def generate_table(settings, model_id: str, rows: int, table: str, seed: int | N
     row = dict(model_row, _generation={"seed": seed, "conditions": conditions,
                                        "run_id": str(flow_run.get_id() or "")})
     with wh.transaction() as con:
-        published = publish_synthetic(settings, con, table, df, row, gate=gate)
+        published = publish_synthetic(settings, con, table, df, row, gate=gate, replace=replace)
     return {**published, "model_id": model_id, "generator": model_row["generator"], "seed": seed,
             "conditions": conditions, "sample_seconds": round(sample_seconds, 3),
             "columns": [str(c) for c in df.columns],
@@ -167,50 +175,47 @@ def generate_table(settings, model_id: str, rows: int, table: str, seed: int | N
 
 @task(cache_policy=NONE)
 def generate_task(db_path: str, data_dir: str, model_id: str, rows: int, table: str, seed: int | None,
-                  where: str | None, config_path: str | None = None) -> dict:
-    """Sample from one trained model into one table."""
+                  where: str | None, config_path: str | None = None, replace: bool = False) -> dict:
+    """Sample from one trained model into one table; a failed gate raises GateFailed after the quarantine write."""
     from flows.config import Settings
-    from flows.train import user_errors
-
     from flows.gate import failure_message
 
     settings = Settings.from_env(db=db_path, data_dir=data_dir, config=config_path)
-    try:
-        result = generate_table(settings, model_id, rows, table, seed, where, progress=get_run_logger())
-    except user_errors() as exc:
-        return {"error": str(exc), "error_type": type(exc).__name__,
-                "exit_code": getattr(exc, "exit_code", 2)}
+    result = generate_table(settings, model_id, rows, table, seed, where, progress=get_run_logger(), replace=replace)
     if not result["quality"]["passed"]:
         gate = {"table": table, **result["quality"]}
-        return {**result, "error": f"{failure_message(gate)}; written to quarantine.{table}, not published",
-                "error_type": "GateFailed", "exit_code": 1}
+        raise GateFailed(f"{failure_message(gate)}; written to quarantine.{table}, not published", result=result)
     return result
 
 
 @flow(name="generate", log_prints=False)
 def generate_flow(db_path: str, data_dir: str, model_id: str, rows: int, table: str, seed: int | None = None,
-                  where: str | None = None, config_path: str | None = None):
+                  where: str | None = None, config_path: str | None = None, replace: bool = False) -> dict:
     """Generate a synthetic table from a trained model and gate it: publish if it passes, else quarantine."""
-    logger = get_run_logger()
-    result = generate_task(db_path, data_dir, model_id, rows, table, seed, where, config_path)
-    if "error" in result:
-        logger.info("generation into %s failed: %s", table, result["error"])
-        return Failed(message=result["error"], data=result)
-    logger.info("wrote %d synthetic rows to %s from model %s", result["rows"], table, model_id)
+    result = generate_task(db_path, data_dir, model_id, rows, table, seed, where, config_path, replace)
+    get_run_logger().info("wrote %d synthetic rows to %s from model %s", result["rows"], table, model_id)
     return result
 
 
+def check_target(settings, table: str, replace: bool) -> None:
+    """Refuse up front a --table that generate may not write (ingested data, a table made elsewhere, or one it
+    made earlier without --replace); the same check decides again inside the write transaction."""
+    wh = Warehouse(settings.db_path)
+    if not settings.db_path.exists():
+        return
+    with wh.read() as con:
+        check_write_target(con, table, command="generate", replace=replace)
+
+
 def run_generate(settings, model_id: str, rows: int, table: str, *, seed: int | None = None,
-                 where: str | None = None) -> dict:
+                 where: str | None = None, replace: bool = False) -> dict:
     """Check the cheap things (rows, table name, --where syntax, model id), then run the generate flow."""
     from flows.commands import state_result
     from flows.train import get_model_row
 
     conditions = check_generate_args(rows, table, where)
     row = get_model_row(settings, model_id)
-    if table == row["source_table"]:
-        raise GenerateError(f"refusing to overwrite the real table {table} with synthetic rows; choose another "
-                            "--table")
+    check_target(settings, table, replace)
     if conditions:  # a missing column or impossible value fails here, before any flow starts
         from generators.base import Generator
 
@@ -220,7 +225,7 @@ def run_generate(settings, model_id: str, rows: int, table: str, *, seed: int | 
     quality_config(settings)  # a bad threshold in the config fails here, before any flow starts
     config_path = str(settings.config_path) if settings.config_path else None
     state = generate_flow(str(settings.db_path), str(settings.data_dir), model_id, rows, table, seed, where,
-                          config_path, return_state=True)
+                          config_path, replace, return_state=True)
     return state_result(state)
 
 
@@ -234,8 +239,10 @@ def pipeline_stage(settings, stage_config: dict) -> dict:
         models = [m for m in list_models(settings) if m["source_table"] == source and m["generator"] == generator]
         if not models:
             raise GenerateError(f"no {generator} model trained on {source}; add it to the train stage")
+        # The pipeline owns its synthetic tables: each run replaces the table its previous run generated
+        # (never an ingested one: check_write_target refuses that whatever `replace` says).
         result = run_generate(settings, models[0]["model_id"], int(job.get("rows", 1000)), job["table"],
-                              seed=job.get("seed"), where=job.get("where"))
+                              seed=job.get("seed"), where=job.get("where"), replace=bool(job.get("replace", True)))
         done.append({**{k: result[k] for k in ("table", "rows", "model_id", "sample_seconds")},
                      "quality": {k: result["quality"][k] for k in ("passed", "values", "report_path")}})
     return {"tables": done}

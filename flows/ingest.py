@@ -4,40 +4,45 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
-from prefect.states import Failed
 
 from flows import readers
-from flows.errors import IngestError, SynthwatchError
+from flows.errors import IngestError
 from flows.validation import validate_frame
-from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
+from flows.warehouse import Warehouse, check_write_target, qualified, quote_ident, validate_table_name
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
+    """Naive UTC, the warehouse's timestamp convention."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def already_ingested(con: duckdb.DuckDBPyConnection, table: str, sha256: str) -> dict | None:
-    """The earlier successful ingest of this exact content into this table, if the table still holds it."""
-    row = con.execute(
-        "SELECT run_id, rows, finished_at FROM main._ingestions WHERE table_name = ? AND sha256 = ? "
-        "AND status = 'ok' ORDER BY finished_at DESC LIMIT 1", [table, sha256]
-    ).fetchone()
-    if row is None or not Warehouse.exists(con, table):
+    """The earlier successful ingest of this exact content into this table, if the table still holds just that.
+
+    "Still holds" is checked, not assumed: the last ingest into the table must be this content, and the table's
+    fingerprint must equal the one recorded when that ingest committed (anything that changed the table since,
+    by any means, makes the same content worth writing again).
+    """
+    if not Warehouse.exists(con, "_ingestions") or not Warehouse.exists(con, table):
         return None
-    last = con.execute(
-        "SELECT sha256 FROM main._ingestions WHERE table_name = ? AND status = 'ok' ORDER BY finished_at DESC LIMIT 1",
-        [table],
+    row = con.execute(
+        "SELECT run_id, rows, finished_at, sha256, summary FROM main._ingestions "
+        "WHERE lower(table_name) = lower(?) AND status = 'ok' ORDER BY finished_at DESC LIMIT 1", [table]
     ).fetchone()
-    # Same content again is a no-op only if nothing else replaced or appended to the table since.
-    if last is None or last[0] != sha256:
+    if row is None or row[3] != sha256:
+        return None
+    recorded = (json.loads(row[4]) if row[4] else {}).get("table_hash")
+    if recorded is None or recorded != Warehouse.hash_table(con, table):
         return None
     return {"run_id": row[0], "rows": int(row[1]), "finished_at": str(row[2])}
 
@@ -61,10 +66,79 @@ def _install_staged(con: duckdb.DuckDBPyConnection, stage: str, table: str, mode
     con.execute(f"DROP TABLE {qualified(stage)}")
 
 
+@dataclass
+class StagedSource:
+    """A source read and validated in memory, ready to be written in one short transaction."""
+
+    data: Any  # a pyarrow Table (tabular) or a DataFrame (series, images)
+    rows: int
+    columns: list[dict]
+    summary: dict
+
+
+def read_and_validate(path: Path, kind: str, table: str, options: dict) -> StagedSource:
+    """Read a source and run its expectation suite; touches no warehouse (so holds no lock)."""
+    options = dict(options)
+    key_columns = list(options.pop("key_columns", []) or [])
+    summary: dict = {}
+    if kind == "tabular":
+        tab_source = readers.tabular_select(path, delimiter=options.get("delimiter"), header=options.get("header"),
+                                            columns=options.get("columns"), fmt=options.get("format"),
+                                            skip=int(options.get("skip", 0)))
+        summary["format"] = tab_source.format
+        summary.update(tab_source.dialect)
+        mem = readers._duckdb()  # in memory: reading takes no warehouse lock
+        try:
+            mem.execute(f"CREATE TABLE staged AS {tab_source.select_sql}", tab_source.params)
+        except duckdb.Error as exc:
+            raise IngestError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
+        n_rows = mem.execute("SELECT count(*) FROM staged").fetchone()[0]
+        if n_rows == 0:
+            raise IngestError(f"source {path} has a header but no rows")
+        columns = [{"name": r[0], "type": r[1]} for r in mem.execute("DESCRIBE staged").fetchall()]
+        names = [c["name"] for c in columns]
+        # Types are per column in DuckDB, so a head sample carries them; keys are checked on every row.
+        sample = mem.execute("SELECT * FROM staged LIMIT 1000").df()
+        present = [k for k in key_columns if k in names]
+        keys_frame = (mem.execute(f"SELECT {', '.join(quote_ident(k) for k in present)} FROM staged").df()
+                      if present else None)
+        validation = validate_frame(sample, name=table, key_columns=key_columns, keys_frame=keys_frame)
+        data = mem.sql("SELECT * FROM staged").to_arrow_table()
+        mem.close()
+    else:
+        if kind == "timeseries":
+            raw = readers.read_tabular_frame(path, delimiter=options.get("delimiter"), header=options.get("header"),
+                                             columns=options.get("columns"), skip=int(options.get("skip", 0)))
+            frame, kind_summary = readers.prepare_timeseries(
+                raw, time_column=options.get("time_column"), id_column=options.get("id_column"),
+                layout=options.get("layout", "long"))
+            key_columns += [c for c in (kind_summary["time_column"], kind_summary["id_column"]) if c]
+        else:
+            images, labels, origins = readers.read_images(path)
+            frame, kind_summary = readers.images_to_frame(images, labels, origins)
+            if frame["pixels"].isna().any():
+                raise IngestError(f"{path}: some images have no pixels")
+            key_columns += ["id", "height", "width", "channels"]
+        summary.update(kind_summary)
+        n_rows = len(frame)
+        if n_rows == 0:
+            raise IngestError(f"source {path} has no rows")
+        validation = validate_frame(frame.drop(columns=["pixels"], errors="ignore"), name=table,
+                                    key_columns=key_columns)
+        data = frame
+        columns = None
+    summary["validation"] = {k: validation[k] for k in ("suite", "evaluated", "success")}
+    return StagedSource(data=data, rows=int(n_rows), columns=columns, summary=summary)
+
+
 def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, mode: str = "replace",
                   run_id: str | None = None, options: dict | None = None) -> dict:
-    """Ingest one source into one table; returns what was done. Raises SynthwatchError on bad input."""
-    options = dict(options or {})
+    """Ingest one source into one table; returns what was done. Raises SynthwatchError on bad input.
+
+    The file is read and validated before the warehouse is opened for writing; the write transaction then only
+    re-checks the target and the content (the decision made there is final), copies the staged rows and records
+    them, so other commands wait for seconds, not for a whole read.
+    """
     if kind not in readers.KINDS:
         raise IngestError(f"unknown kind {kind!r}: use one of {', '.join(readers.KINDS)}")
     if mode not in ("replace", "append"):
@@ -72,75 +146,49 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
     validate_table_name(table)
     path = readers.check_source(source)
     run_id = run_id or str(uuid.uuid4())
-    started = _now()
+    started = now_utc()
     sha256 = readers.source_sha256(path)
-    with wh.read() as con:
-        previous = already_ingested(con, table, sha256)
-    if previous:
+
+    def unchanged(previous: dict, con) -> dict:
         return {"table": table, "kind": kind, "rows": previous["rows"], "written": False,
                 "already_ingested": True, "previous_run_id": previous["run_id"], "sha256": sha256,
-                "source": str(path), "columns": wh_columns(wh, table)}
+                "source": str(path), "columns": _describe(con, table)}
 
-    key_columns = list(options.pop("key_columns", []) or [])
+    if wh.path.exists():  # cheap early answers; both are decided again inside the write transaction
+        with wh.read() as con:
+            check_write_target(con, table, command="ingest")
+            previous = already_ingested(con, table, sha256)
+            if previous:
+                return unchanged(previous, con)
+
+    staged = read_and_validate(path, kind, table, options or {})
     stage = f"_stage_{uuid.uuid4().hex[:16]}"
-    summary: dict = {}
-    frame: pd.DataFrame | None = None
-    tab_source = None
-    if kind == "tabular":
-        tab_source = readers.tabular_select(path, delimiter=options.get("delimiter"), header=options.get("header"),
-                                            columns=options.get("columns"), fmt=options.get("format"),
-                                            skip=int(options.get("skip", 0)))
-        summary["format"] = tab_source.format
-        summary.update(tab_source.dialect)
-    elif kind == "timeseries":
-        raw = readers.read_tabular_frame(path, delimiter=options.get("delimiter"), header=options.get("header"),
-                                         columns=options.get("columns"), skip=int(options.get("skip", 0)))
-        frame, ts_summary = readers.prepare_timeseries(
-            raw, time_column=options.get("time_column"), id_column=options.get("id_column"),
-            layout=options.get("layout", "long"))
-        summary.update(ts_summary)
-        key_columns += [c for c in (ts_summary["time_column"], ts_summary["id_column"]) if c]
-    else:
-        images, labels, names = readers.read_images(path)
-        frame, img_summary = readers.images_to_frame(images, labels, names)
-        summary.update(img_summary)
-        key_columns += ["id", "height", "width", "channels", "pixels"]
-
     with wh.transaction() as con:
-        try:
-            if tab_source is not None:
-                con.execute(f"CREATE TABLE {qualified(stage)} AS {tab_source.select_sql}", tab_source.params)
-            else:
-                Warehouse.write_frame(con, stage, frame, mode="replace", internal=True)
-        except duckdb.Error as exc:
-            raise IngestError(f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
-        n_rows = con.execute(f"SELECT count(*) FROM {qualified(stage)}").fetchone()[0]
-        if n_rows == 0:
-            raise IngestError(f"source {path} has a header but no rows")
-        columns = _describe(con, stage)
-        names = [c["name"] for c in columns]
-        checked = [k for k in key_columns if k != "pixels"]
-        if frame is not None:
-            sample, keys_frame = frame.drop(columns=["pixels"], errors="ignore"), None
+        check_write_target(con, table, command="ingest")
+        previous = already_ingested(con, table, sha256)
+        if previous:  # another process wrote this content while we were reading it
+            return unchanged(previous, con)
+        if isinstance(staged.data, pd.DataFrame):
+            Warehouse.write_frame(con, stage, staged.data, mode="replace", internal=True)
         else:
-            # Types are per column in DuckDB, so a head sample carries them; keys are checked on every row.
-            sample = con.execute(f"SELECT * FROM {qualified(stage)} LIMIT 1000").df()
-            present = [k for k in checked if k in names]
-            keys_frame = (con.execute(f"SELECT {', '.join(quote_ident(k) for k in present)} "
-                                      f"FROM {qualified(stage)}").df() if present else None)
-        validation = validate_frame(sample, name=table, key_columns=checked, keys_frame=keys_frame)
-        if "pixels" in names and con.execute(
-                f"SELECT count(*) FROM {qualified(stage)} WHERE pixels IS NULL").fetchone()[0]:
-            raise IngestError(f"{path}: some images have no pixels")
+            view = f"__sw_arrow_{uuid.uuid4().hex[:12]}"
+            con.register(view, staged.data)
+            try:
+                con.execute(f"CREATE TABLE {qualified(stage)} AS SELECT * FROM {quote_ident(view)}")
+            finally:
+                con.unregister(view)
+        columns = _describe(con, stage)
         _install_staged(con, stage, table, mode)
         total = con.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
-        summary["validation"] = {k: validation[k] for k in ("suite", "evaluated", "success")}
+        summary = {**staged.summary, "table_hash": Warehouse.hash_table(con, table)}
         con.execute(
-            "INSERT INTO main._ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
-            [run_id, str(path), sha256, kind, table, mode, n_rows, len(columns),
-             json.dumps(summary, default=str), started, _now()],
+            "INSERT INTO main._ingestions (run_id, source, sha256, kind, table_name, mode, rows, columns, status, "
+            "summary, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
+            [run_id, str(path), sha256, kind, table, mode, staged.rows, len(columns),
+             json.dumps(summary, default=str), started, now_utc()],
         )
-    return {"table": table, "kind": kind, "rows": int(n_rows), "table_rows": int(total), "written": True,
+    summary.pop("table_hash")
+    return {"table": table, "kind": kind, "rows": staged.rows, "table_rows": int(total), "written": True,
             "already_ingested": False, "mode": mode, "columns": columns, "sha256": sha256, "source": str(path),
             "summary": summary, "run_id": run_id}
 
@@ -152,25 +200,18 @@ def wh_columns(wh: Warehouse, table: str) -> list[dict]:
 
 @task(cache_policy=NONE)
 def ingest_task(db_path: str, source: str, kind: str, table: str, mode: str, options: dict) -> dict:
-    """Read, validate and write one source."""
+    """Read, validate and write one source; bad input raises, so Prefect records the run as Failed."""
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    try:
-        return ingest_source(Warehouse(db_path), source, kind=kind, table=table, mode=mode, run_id=run_id,
-                             options=options)
-    except SynthwatchError as exc:
-        # Bad input is an expected outcome: hand it to the flow as data so no traceback is logged.
-        return {"error": str(exc), "error_type": type(exc).__name__}
+    return ingest_source(Warehouse(db_path), source, kind=kind, table=table, mode=mode, run_id=run_id,
+                         options=options)
 
 
 @flow(name="ingest", log_prints=False)
 def ingest_flow(db_path: str, source: str, kind: str, table: str, mode: str = "replace",
-                options: dict | None = None):
+                options: dict | None = None) -> dict:
     """Ingest a tabular, time-series or image source into the warehouse."""
     logger = get_run_logger()
     result = ingest_task(db_path, source, kind, table, mode, options or {})
-    if "error" in result:
-        logger.info("ingest of %s failed: %s", source, result["error"])
-        return Failed(message=result["error"], data=result)
     if result["written"]:
         logger.info("ingested %s rows into %s", result["rows"], table)
     else:

@@ -6,10 +6,9 @@ import importlib
 import time
 
 from prefect import flow, get_run_logger
-from prefect.states import Failed
 
 from flows.config import Settings
-from flows.errors import ConfigError, SynthwatchError
+from flows.errors import ConfigError, SynthwatchError, user_error_types
 from flows.warehouse import Warehouse
 
 # Stage name -> "module:function"; each function takes (settings, stage_config) and returns a summary dict.
@@ -51,9 +50,9 @@ def ingest_stage(settings: Settings, cfg: list) -> dict:
         raise ConfigError("the ingest section must be a list of {dataset|source, kind, table} entries")
     done = []
     for entry in cfg:
-        if "source" in entry:
+        if entry.get("source"):
             source = settings.resolve_path(entry["source"])
-        elif "dataset" in entry and "file" in entry:
+        elif entry.get("dataset") and entry.get("file"):
             source = settings.raw_dir / entry["dataset"] / entry["file"]
         else:
             raise ConfigError(f"ingest entry {entry} needs 'source', or 'dataset' and 'file'")
@@ -62,6 +61,42 @@ def ingest_stage(settings: Settings, cfg: list) -> dict:
         done.append({"table": result["table"], "kind": result["kind"], "rows": result["rows"],
                      "written": result["written"]})
     return {"tables": done}
+
+
+def check_pipeline(settings: Settings, stages: list[str]) -> None:
+    """Before Prefect starts: every stage exists, and the hyperparameters the config names are the models' own."""
+    for name in stages:
+        resolve_stage(name)
+    config = settings.config
+    if "train" in stages:
+        from flows.train import check_train_args
+
+        for i, job in enumerate(config["train"]["models"]):
+            try:
+                check_train_args(job["generator"], job["holdout"], job["epochs"], job["params"])
+            except user_error_types() as exc:
+                raise ConfigError(f"train.models.{i}: {exc}") from None
+    if "generate" in stages:
+        from flows.generate import check_generate_args
+
+        for i, job in enumerate(config["generate"]["tables"]):
+            try:
+                check_generate_args(job["rows"], job["table"], job["where"])
+            except user_error_types() as exc:
+                raise ConfigError(f"generate.tables.{i}: {exc}") from None
+    if "generate" in stages or "train" in stages:
+        from flows.gate import quality_config
+
+        quality_config(settings)
+    if "detect" in stages:
+        from detectors.registry import get_detector_class
+        from flows.detect import check_params
+
+        detect = config["detect"]
+        try:
+            check_params(detect["params"], get_detector_class(detect["detector"]), where="detect.params.")
+        except user_error_types() as exc:
+            raise ConfigError(f"config: {exc}") from None
 
 
 def warehouse_summary(settings: Settings) -> dict:
@@ -112,11 +147,10 @@ def pipeline_flow(settings: Settings, stages: list[str]):
         started = time.perf_counter()
         try:
             out = fn(settings, settings.config.get(name, {}))
-        except SynthwatchError as exc:
-            results[name] = {"error": str(exc)}
-            return Failed(message=f"stage {name} failed: {exc}",
-                          data={"error": f"stage {name} failed: {exc}", "stages": results,
-                                "exit_code": getattr(exc, "exit_code", 2)})
+        except user_error_types() as exc:
+            error = SynthwatchError(f"stage {name} failed: {exc}".splitlines()[0])
+            error.exit_code = int(getattr(exc, "exit_code", 2))
+            raise error from exc
         results[name] = {**(out or {}), "seconds": round(time.perf_counter() - started, 2)}
         logger.info("stage %s done in %.1fs", name, results[name]["seconds"])
     return {"stages": results}

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.states import Failed
 
 from flows.errors import SynthwatchError
+from flows.modelstore import mark, remove_orphans, staging_dir
 from flows.warehouse import Warehouse, validate_table_name
 
 MODELS_DDL = """
@@ -143,7 +143,9 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
             lib_log.removeHandler(handler)
     model_id = new_model_id(table, generator)
     path = Path(models_dir) / model_id
-    gen.save(path)
+    staged = staging_dir(Path(models_dir), model_id)
+    gen.save(staged)
+    mark(staged, Path(db_path))
     train_table, holdout_table = f"_train_{model_id}", (f"_holdout_{model_id}" if len(hold) else None)
     row = {"model_id": model_id, "generator": generator, "params": json.dumps(gen.get_params()),
            "source_table": table, "source_hash": source_hash, "train_table": train_table,
@@ -153,13 +155,17 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
     try:
         with wh.transaction() as con:
             con.execute(MODELS_DDL)
+            remove_orphans(con, Path(models_dir), Path(db_path))
             Warehouse.write_frame(con, train_table, train, internal=True)
             if holdout_table:
                 Warehouse.write_frame(con, holdout_table, hold, internal=True)
             con.execute(f"INSERT INTO main._models ({', '.join(MODEL_COLUMNS)}) VALUES "
                         f"({', '.join('?' * len(MODEL_COLUMNS))})", [row[c] for c in MODEL_COLUMNS])
+            staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
     except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
+        if path.is_dir() and not staged.exists():
+            shutil.rmtree(path, ignore_errors=True)
         raise
     out = {k: (str(v) if k == "created_at" else v) for k, v in row.items()}
     out["params"] = gen.get_params()
@@ -167,34 +173,20 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
     return out
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    from generators.errors import GeneratorError
-
-    return (SynthwatchError, GeneratorError)
-
-
 @task(cache_policy=NONE)
 def train_task(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
                holdout: float) -> dict:
-    """Fit one generator on one warehouse table."""
-    try:
-        return train_model(db_path, models_dir, table, generator, params, seed, holdout, progress=get_run_logger())
-    except user_errors() as exc:
-        # bad input is an expected outcome: hand it to the flow as data, no traceback
-        return {"error": str(exc), "error_type": type(exc).__name__}
+    """Fit one generator on one warehouse table; bad input raises, so Prefect records the run as Failed."""
+    return train_model(db_path, models_dir, table, generator, params, seed, holdout, progress=get_run_logger())
 
 
 @flow(name="train", log_prints=False)
 def train_flow(db_path: str, models_dir: str, table: str, generator: str, params: dict | None = None,
-               seed: int = 0, holdout: float = 0.2):
+               seed: int = 0, holdout: float = 0.2) -> dict:
     """Train a tabular generator on a warehouse table, keeping a holdout split for the privacy checks."""
-    logger = get_run_logger()
     result = train_task(db_path, models_dir, table, generator, params or {}, seed, holdout)
-    if "error" in result:
-        logger.info("training on %s failed: %s", table, result["error"])
-        return Failed(message=result["error"], data=result)
-    logger.info("model %s trained on %s rows of %s in %.1fs", result["model_id"], result["train_rows"], table,
-                result["fit_seconds"])
+    get_run_logger().info("model %s trained on %s rows of %s in %.1fs", result["model_id"], result["train_rows"],
+                          table, result["fit_seconds"])
     return result
 
 

@@ -18,6 +18,9 @@ from flows.errors import InvalidTableName, SynthwatchError, TableNotFound, Wareh
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SCHEMAS = ("main", "quarantine")
+# Names the pipeline itself owns (besides every name starting with '_'); DuckDB compares names without case.
+RESERVED_NAMES = frozenset({"anomaly_scores", "alerts", "main", "quarantine", "information_schema", "pg_catalog",
+                            "temp", "system"})
 
 INGESTIONS_DDL = """
 CREATE TABLE IF NOT EXISTS main._ingestions (
@@ -45,6 +48,9 @@ def validate_table_name(name: str, *, internal: bool = False) -> str:
         )
     if name.startswith("_") and not internal:
         raise InvalidTableName(f"invalid table name {name!r}: names starting with '_' are reserved for bookkeeping")
+    if name.lower() in RESERVED_NAMES and not internal:
+        raise InvalidTableName(f"table name {name!r} is reserved (synthwatch keeps {name.lower()} itself); "
+                               "choose another name")
     return name
 
 
@@ -155,11 +161,17 @@ class Warehouse:
 
     @staticmethod
     def exists(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:
+        """Whether a table or view of that name exists; DuckDB matches names without regard to case."""
+        return Warehouse.stored_name(con, name, schema) is not None
+
+    @staticmethod
+    def stored_name(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> str | None:
+        """The spelling under which `name` is stored in `schema` (DuckDB names are case-insensitive), or None."""
         row = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND lower(table_name) = lower(?)",
             [schema, name],
         ).fetchone()
-        return bool(row and row[0])
+        return row[0] if row else None
 
     @staticmethod
     def list_tables_in(con: duckdb.DuckDBPyConnection, schema: str = "main",
@@ -214,3 +226,52 @@ class Warehouse:
                 "WHERE table_schema IN ('main', 'quarantine') ORDER BY 1, 2"
             ).fetchall()
             return {f"{s}.{n}": self.hash_table(con, n, s) for s, n in rows}
+
+
+def table_origin(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """Which synthwatch command last wrote table `name` ('ingest' or 'generate'), None if it never did.
+
+    Read from the bookkeeping (`_ingestions`, `_generations`), never guessed from the table; names compare
+    without case, as DuckDB's do.
+    """
+    latest: list[tuple] = []
+    if Warehouse.exists(con, "_ingestions"):
+        row = con.execute("SELECT max(finished_at) FROM main._ingestions WHERE lower(table_name) = lower(?) "
+                          "AND status = 'ok'", [name]).fetchone()
+        if row and row[0] is not None:
+            latest.append((row[0], "ingest"))
+    if Warehouse.exists(con, "_generations"):
+        row = con.execute("SELECT max(created_at) FROM main._generations WHERE lower(table_name) = lower(?)",
+                          [name]).fetchone()
+        if row and row[0] is not None:
+            latest.append((row[0], "generate"))
+    return max(latest)[1] if latest else None
+
+
+def check_write_target(con: duckdb.DuckDBPyConnection, name: str, *, command: str, replace: bool = True) -> None:
+    """Refuse to write over a table that `command` did not create, or (without `replace`) over any table.
+
+    `command` is 'ingest' or 'generate'. A table written by the other command, by hand or by the pipeline's
+    bookkeeping is never replaced: the user did not ask this command to own it. Called before any work starts and
+    again inside the write transaction, where the decision is final.
+    """
+    from flows.errors import TableExists
+
+    validate_table_name(name)
+    found = [(schema, Warehouse.stored_name(con, name, schema)) for schema in SCHEMAS]
+    found = [(schema, stored) for schema, stored in found if stored is not None]
+    if not found:
+        return
+    schema, stored = found[0]
+    origin = table_origin(con, name)
+    where = f"{schema}.{stored}"
+    if origin is None:
+        raise TableExists(f"table {where} exists and was not written by synthwatch {command}; it is never "
+                          f"replaced: choose another --table (or drop {where} yourself)")
+    if origin != command:
+        made = "ingested data" if origin == "ingest" else "a generated table"
+        raise TableExists(f"table {where} holds {made}; synthwatch {command} never writes over it: "
+                          "choose another --table")
+    if not replace:
+        raise TableExists(f"table {where} already exists (written by an earlier synthwatch {command}); pass "
+                          "--replace to write over it, or choose another --table")

@@ -25,19 +25,20 @@ def add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def state_result(state) -> dict:
-    """The dict a flow returned, or raise the one-line error it failed with."""
-    from flows.errors import SynthwatchError
+    """The dict a flow returned, or raise the error it failed with (a user error as itself: one line, its code)."""
+    from flows.errors import SynthwatchError, user_error_types
 
     if state.is_failed() or state.is_crashed():
         try:
             data = state.result(raise_on_failure=False)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a crashed run may hold no result at all
             data = None
-        message = state.message or "flow run failed"
-        if isinstance(data, dict) and data.get("error"):
-            message = data["error"]
-        err = SynthwatchError(message)
-        if isinstance(data, dict) and data.get("exit_code"):
-            err.exit_code = int(data["exit_code"])
-        raise err
+        if isinstance(data, user_error_types()):
+            raise data
+        if isinstance(data, BaseException):
+            err = SynthwatchError(f"internal error: {type(data).__name__}: {data}".splitlines()[0]
+                                  + " (a bug: the Prefect run log has the traceback)")
+            err.exit_code = 3
+            raise err
+        raise SynthwatchError(state.message or "flow run failed")
     return state.result()

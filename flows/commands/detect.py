@@ -51,7 +51,9 @@ def run_detect_train(args, settings) -> CommandResult:
                         if result.get(k) is not None)
     text = (f"model {result['model_id']}: {result['detector']} on {result['table']} ({result['kind']}), "
             f"{result['n_train']} training items, threshold {result['threshold']:.4f} ({result['threshold_source']}),"
-            f" score {result['score_mode']}" + (f"\n  validation: {metrics}" if metrics else ""))
+            f" score {result['score_mode']}"
+            + (f"\n  held-out validation ({result['n_report']} items, not used for any choice): {metrics}"
+               if metrics else ""))
     return CommandResult(data={"ok": True, **result}, text=text)
 
 
@@ -70,11 +72,16 @@ def run_detect_list(args, settings) -> CommandResult:
     if not models:
         return CommandResult(data={"ok": True, "detectors": []},
                              text="no trained detectors yet: run synthwatch detect train --table T --detector NAME")
-    lines = [f"{'model':<44} {'detector':<12} {'table':<20} {'kind':<10} {'score':<14} {'AUROC':>6} {'AUPRC':>6}  created"]
+    # AUROC/AUPRC on the held-out half of the validation rows; "chosen on" = the half the score mode and
+    # threshold were chosen on (its figures are optimistic by construction).
+    lines = [f"{'model':<44} {'detector':<12} {'table':<20} {'kind':<10} {'score':<14} {'AUROC':>6} {'AUPRC':>6} "
+             f"{'(chosen on)':>13}  created"]
     for m in models:
-        metric = {k: ("-" if m[k] is None else f"{m[k]:.3f}") for k in ("auroc", "auprc")}
+        metric = {k: ("-" if m.get(k) is None else f"{m[k]:.3f}")
+                  for k in ("auroc", "auprc", "selection_auroc", "selection_auprc")}
         lines.append(f"{m['model_id']:<44} {m['detector']:<12} {m['table_name']:<20} {m['kind']:<10} "
-                     f"{m['score_mode']:<14} {metric['auroc']:>6} {metric['auprc']:>6}  {m['created_at'][:19]}")
+                     f"{m['score_mode']:<14} {metric['auroc']:>6} {metric['auprc']:>6} "
+                     f"{metric['selection_auroc'] + '/' + metric['selection_auprc']:>13}  {m['created_at'][:19]}")
     return CommandResult(data={"ok": True, "detectors": models}, text="\n".join(lines))
 
 

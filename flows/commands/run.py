@@ -37,7 +37,7 @@ def _stage_text(name: str, out: dict) -> str:
 
 def run_pipeline(args, settings) -> CommandResult:
     from flows.errors import ConfigError
-    from flows.pipeline import pipeline_flow, resolve_stage
+    from flows.pipeline import check_pipeline, pipeline_flow
 
     stages = settings.config.get("stages") or []
     if args.stages:
@@ -46,8 +46,7 @@ def run_pipeline(args, settings) -> CommandResult:
         if unknown:
             raise ConfigError(f"stage(s) {', '.join(unknown)} not in the config; it has {', '.join(stages)}")
         stages = wanted
-    for name in stages:
-        resolve_stage(name)  # unknown names fail before Prefect starts
+    check_pipeline(settings, stages)  # unknown stages, keys and hyperparameters fail before Prefect starts
     result = state_result(pipeline_flow(settings, stages, return_state=True))
     text = "\n".join(_stage_text(name, out) for name, out in result["stages"].items())
     return CommandResult(data={"ok": True, **result}, text=text)

@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     add_common(p)
     p.add_argument("--model", required=True, help="model id (see synthwatch models)")
     p.add_argument("--rows", required=True, type=int, help="number of rows to generate")
-    p.add_argument("--table", required=True, help="table to write the synthetic rows to (replaced)")
+    p.add_argument("--table", required=True, help="new table to write the synthetic rows to")
+    p.add_argument("--replace", action="store_true",
+                   help="write over --table if an earlier generate made it (never over ingested or other tables)")
     p.add_argument("--seed", type=int, help="seed: the same seed gives the same rows")
     p.add_argument("--where", help='only rows with these values, e.g. --where "Class=1" or "sex=Male,income=>50K"')
     p.set_defaults(handler=run_generate_command)
@@ -43,7 +45,8 @@ def run_train_command(args, settings) -> CommandResult:
 def run_generate_command(args, settings) -> CommandResult:
     from flows.generate import run_generate
 
-    r = run_generate(settings, args.model, args.rows, args.table, seed=args.seed, where=args.where)
+    r = run_generate(settings, args.model, args.rows, args.table, seed=args.seed, where=args.where,
+                     replace=args.replace)
     cond = f" where {r['conditions']}" if r["conditions"] else ""
     text = (f"{r['table']}: {r['rows']} synthetic rows from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s; "
             f"quality gate passed, published (report: {r['quality']['report_path']})")

@@ -43,11 +43,11 @@ def run_validate(args, settings) -> CommandResult:
     seed = config["seed"] if args.seed is None else args.seed
     state = validate_flow(settings, args.real, args.synthetic, args.holdout, target, config["thresholds"],
                           seed, return_state=True)
-    # a Failed state's dict comes back through result(); state.data is Prefect's result record
-    data = state.result(raise_on_failure=False) if state.is_failed() else None
-    if isinstance(data, dict) and data.get("passed") is False and "checks" in data:
+    from flows.errors import GateFailed
+
+    failure = state.result(raise_on_failure=False) if state.is_failed() else None
+    if isinstance(failure, GateFailed) and failure.result is not None:
         # a failed gate is a result, not a crash: keep every check in --json and name the failures
-        result = {k: v for k, v in data.items() if k != "exit_code"}
-        return CommandResult(data={"ok": False, **result}, text=_text(result), exit_code=1)
+        return CommandResult(data={"ok": False, **failure.result}, text=_text(failure.result), exit_code=1)
     result = state_result(state)
     return CommandResult(data={"ok": True, **result}, text=_text(result))

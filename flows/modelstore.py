@@ -1,0 +1,94 @@
+"""Model folders under the models directory: staged while saving, installed inside the write transaction.
+
+A model is saved into a staging folder named after the writing process (`.ID.staging-PID`) and renamed into
+place inside the transaction that records it, so a crash leaves either nothing or a staging folder of a dead
+process. Each installed folder carries a `.warehouse` marker naming the warehouse that records it; a later writer
+of that warehouse, inside its own transaction (so no other writer is half way), removes the folders a crash left
+behind. Folders of other warehouses, and folders without a marker, are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+
+MARKER = ".warehouse"
+_STAGED = re.compile(r"^\.(?P<id>.+)\.(?:staging|deleting)-(?P<pid>\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def staging_dir(models_dir: Path, model_id: str) -> Path:
+    """Where this process saves a model before its record is committed."""
+    return Path(models_dir) / f".{model_id}.staging-{os.getpid()}"
+
+
+def aside_dir(path: Path) -> Path:
+    """Where a model folder waits while the transaction that retires it runs."""
+    return path.with_name(f".{path.name}.deleting-{os.getpid()}")
+
+
+def mark(folder: Path, db_path: Path) -> None:
+    (Path(folder) / MARKER).write_text(str(Path(db_path).resolve()))
+
+
+def recorded_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+    from flows.warehouse import Warehouse
+
+    ids: set[str] = set()
+    for table in ("_models", "_detectors"):
+        if Warehouse.exists(con, table):
+            ids |= {r[0] for r in con.execute(f"SELECT model_id FROM main.{table}").fetchall()}
+    return ids
+
+
+def find_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[Path]:
+    """Folders a crashed writer left: staging/aside folders of dead processes, and marked folders of this
+    warehouse that no record names. Call it inside a write transaction."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    this_db = str(Path(db_path).resolve())
+    known = None
+    orphans = []
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+        staged = _STAGED.match(folder.name)
+        if staged:
+            if not _pid_alive(int(staged["pid"])):
+                orphans.append(folder)
+            continue
+        marker = folder / MARKER
+        if not marker.is_file():
+            continue
+        try:
+            owner = marker.read_text().strip()
+        except OSError:
+            continue
+        if owner != this_db:
+            continue
+        if known is None:
+            known = recorded_ids(con)
+        if folder.name not in known:
+            orphans.append(folder)
+    return orphans
+
+
+def remove_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[str]:
+    """Delete what `find_orphans` finds; returns the removed folder names."""
+    removed = []
+    for folder in find_orphans(con, models_dir, db_path):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
