@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from detectors.persistence import WEIGHTS, BadState, canonical_module, module_specs, one_line
 
 
 def _down_steps(spatial: Sequence[int]) -> int:
@@ -143,15 +145,45 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
 
 
 def in_chunks(x: np.ndarray, size: int = 4096) -> Iterator[torch.Tensor]:
+    """Float32 chunks of `x` copied into torch's own aligned memory, so kernels never see the input's alignment."""
     for start in range(0, len(x), size):
-        yield torch.from_numpy(np.ascontiguousarray(x[start:start + size]))
+        part = x[start:start + size]
+        chunk = torch.empty(part.shape, dtype=torch.float32)
+        chunk.numpy()[...] = part
+        yield chunk
 
 
 def prefixed_state(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
 
 
+def expected_state(build: Callable[[], dict[str, nn.Module]]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """name -> (shape, dtype) of the tensors the modules `build` returns would save, without allocating them.
+
+    The modules are built on the meta device, so a tampered shape in model.json costs no memory: the real build
+    happens only once the weights file is known to hold tensors of exactly these shapes.
+    """
+    with torch.device("meta"):
+        modules = build()
+    specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    for prefix, module in modules.items():
+        specs |= module_specs(prefix, module)
+    return specs
+
+
+def fitted(*modules: nn.Module) -> None:
+    """Finish modules after training or loading: evaluation mode, no gradients, canonical tensor layout."""
+    for module in modules:
+        module.eval()
+        module.zero_grad(set_to_none=True)
+        canonical_module(module)
+
+
 def load_prefixed(prefix: str, module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy the `prefix.`-named tensors into `module` (checked beforehand with `check_tensors`), then `fitted`."""
     own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    module.load_state_dict(own)
-    module.eval()
+    try:
+        module.load_state_dict(own, strict=True)
+    except RuntimeError as exc:
+        raise BadState(f"tensors of {prefix!r} do not fit the model: {one_line(exc, 200)}", WEIGHTS) from None
+    fitted(module)

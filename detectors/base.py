@@ -21,6 +21,21 @@ from detectors.errors import (
     NotFittedError,
 )
 from detectors.features import TabularEncoder
+from detectors.persistence import (
+    MODEL_JSON,
+    WEIGHTS,
+    BadState,
+    canonical,
+    finite_number,
+    mean_std,
+    number_list,
+    one_line,
+    positive_int,
+    read_json,
+    read_weights,
+    require,
+    shape_list,
+)
 from detectors.windows import point_scores, sliding_windows, window_starts
 
 FORMAT_VERSION = 2  # 2: GANomaly stores its score normalisers (error scale, code Gaussian)
@@ -146,6 +161,13 @@ class Detector(ABC):
             return tuple(names[part.strip()] for part in annotation.split("|") if part.strip() in names)
         return (annotation,) if isinstance(annotation, type) else (object,)
 
+    @classmethod
+    def accepts(cls, name: str, value: Any) -> bool:
+        """Whether `value` has a type hyperparameter `name` takes (an int passes for a float; a bool only for bool)."""
+        accepted = cls.param_types(name)
+        return any(isinstance(value, t) and not (isinstance(value, bool) and t is not bool) for t in accepted) or (
+            float in accepted and isinstance(value, int) and not isinstance(value, bool))
+
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}
 
@@ -166,8 +188,6 @@ class Detector(ABC):
         """
         self._check_hyperparameters()
         kind = infer_kind(data) if self.kind == "auto" else self.kind
-        if kind not in KINDS:
-            raise InvalidDataError(f"kind must be one of {KINDS} or 'auto', got {self.kind!r}")
         self.kind_ = kind
         normal_items = normal_windows = None
         if labels is not None:
@@ -210,7 +230,8 @@ class Detector(ABC):
                 val_scores = self._items(self._score_prepared(val_prepared, self.score_mode_), n_val)
         train_scores = self._items(self._score_prepared(prepared, self.score_mode_), n_items)
         # The contamination threshold and score statistics describe normal items only.
-        self.train_scores_ = train_scores if normal_items is None else train_scores[normal_items]
+        self.train_scores_ = canonical(train_scores if normal_items is None else train_scores[normal_items],
+                                       np.float64)
         self._fit_threshold(self.train_scores_, val_scores, val_labels)
         return self
 
@@ -258,7 +279,10 @@ class Detector(ABC):
     POSITIVE_NUMBERS: ClassVar[tuple[str, ...]] = ("learning_rate", "search_learning_rate")
 
     def _check_hyperparameters(self) -> None:
-        if not 0.0 < float(self.contamination) < 0.5:
+        if self.kind not in ("auto", *KINDS):
+            raise InvalidDataError(f"kind must be one of {KINDS} or 'auto', got {self.kind!r}")
+        if isinstance(self.contamination, bool) or not isinstance(self.contamination, (int, float)) \
+                or not 0.0 < float(self.contamination) < 0.5:
             raise InvalidDataError(f"contamination must be in (0, 0.5), got {self.contamination}")
         params = self.get_params()
         for name in self.POSITIVE_INTS:
@@ -270,8 +294,13 @@ class Detector(ABC):
             if name in params and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
                 raise InvalidDataError(f"{name} must be a positive number, got {value!r}")
         if self.threshold is not None and (isinstance(self.threshold, bool)
-                                           or not isinstance(self.threshold, (int, float))):
-            raise InvalidDataError(f"threshold must be a number (or None for a learned one), got {self.threshold!r}")
+                                           or not isinstance(self.threshold, (int, float))
+                                           or not np.isfinite(self.threshold)):
+            raise InvalidDataError(f"threshold must be a number (finite, or None for a learned one), "
+                                   f"got {self.threshold!r}")
+        mode = params.get("score_mode", "auto")
+        if mode != "auto" and mode not in self.score_modes:
+            raise InvalidDataError(f"score_mode must be 'auto' or one of {self.score_modes}, got {mode!r}")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
@@ -395,61 +424,151 @@ class Detector(ABC):
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "params": self.get_params(), "base_state": base_state, "state": state, "versions": library_versions(),
         }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        tensors["train_scores"] = torch.as_tensor(self.train_scores_, dtype=torch.float64)
-        save_file(tensors, str(path / "weights.safetensors"))
-        (path / "model.json").write_text(json.dumps(envelope, indent=2, sort_keys=True))
+        tensors = {k: canonical(v) for k, v in tensors.items()}
+        tensors["train_scores"] = canonical(torch.from_numpy(self.train_scores_), torch.float64)
+        save_file(tensors, str(path / WEIGHTS))
+        (path / MODEL_JSON).write_text(json.dumps(envelope, indent=2, sort_keys=True))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Detector":
-        """Load a model saved by `save`; `Detector.load` resolves the class from the registry."""
-        from safetensors.torch import load_file
+        """Load a model saved by `save`; `Detector.load` resolves the class from the registry.
 
+        The files are untrusted input: every value is checked before the model uses it, and anything that fails
+        (tampered, truncated, hand-edited) raises a one-line ModelFormatError naming the file.
+        """
         path = Path(path)
-        meta_path, weights_path = path / "model.json", path / "weights.safetensors"
+        meta_path, weights_path = path / MODEL_JSON, path / WEIGHTS
         if not meta_path.is_file() or not weights_path.is_file():
-            raise ModelFormatError(f"{path} is not a saved detector (needs model.json and weights.safetensors)")
+            raise ModelFormatError(f"{path} is not a saved detector (needs {MODEL_JSON} and {WEIGHTS})")
         try:
-            envelope = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFormatError(f"{meta_path} is not valid JSON ({exc.msg}); re-save the model") from None
+            return cls._load_checked(path)
+        except (ModelFormatError, Warning):
+            raise
+        except BadState as exc:
+            raise ModelFormatError(f"cannot load {path / exc.file}: {one_line(exc)}; retrain the detector and "
+                                   "save it again") from None
+        except Exception as exc:  # noqa: BLE001 - whatever a tampered file trips must surface as a format error
+            raise ModelFormatError(f"cannot load {path / MODEL_JSON} with {WEIGHTS}: {type(exc).__name__}: "
+                                   f"{one_line(exc)}; retrain the detector and save it again") from exc
+
+    @classmethod
+    def _load_checked(cls, path: Path) -> "Detector":
+        import torch
+
+        envelope = read_json(path / MODEL_JSON)
+        if not isinstance(envelope, dict):
+            raise BadState("the envelope is not a JSON object")
         if envelope.get("format_version") != FORMAT_VERSION:
             raise ModelFormatError(
-                f"{path} has format version {envelope.get('format_version')}, this synthwatch reads "
-                f"{FORMAT_VERSION}; retrain the detector"
+                f"{path / MODEL_JSON} has format version {one_line(envelope.get('format_version'), 40)}, this "
+                f"synthwatch reads {FORMAT_VERSION}; retrain the detector"
             )
-        name = envelope.get("detector")
+        name = require(envelope, "detector", "the envelope")
         if cls is Detector:
-            from detectors.registry import get_detector_class
+            from detectors.registry import REGISTRY, get_detector_class
 
+            if not isinstance(name, str) or name not in REGISTRY:
+                raise BadState(f"detector {one_line(name, 40)!r} is not one of {list(REGISTRY)}")
             klass = get_detector_class(name)
         else:
             if name != cls.name:
-                raise ModelFormatError(f"{path} holds a {name!r} detector, not {cls.name!r}; load it with Detector.load")
+                raise ModelFormatError(f"{path / MODEL_JSON} holds a {one_line(name, 40)!r} detector, not "
+                                       f"{cls.name!r}; load it with Detector.load")
             klass = cls
-        saved, current = envelope.get("versions", {}), library_versions()
+        params, base, state, saved = (require(envelope, key, "the envelope")
+                                      for key in ("params", "base_state", "state", "versions"))
+        if not isinstance(saved, dict) or not all(isinstance(v, str) for v in saved.values()):
+            raise BadState("'versions' is not an object of version strings")
+        model = klass._from_params(params)
+        model._set_base_state(base)
+        if not isinstance(state, dict):
+            raise BadState("'state' is not a JSON object")
+        tensors = read_weights(path / WEIGHTS)
+        train_scores = tensors.pop("train_scores", None)
+        if train_scores is None or train_scores.ndim != 1 or len(train_scores) == 0 \
+                or train_scores.dtype != torch.float64:
+            raise BadState("'train_scores' missing or not a non-empty 1-D float64 tensor", WEIGHTS)
+        model.train_scores_ = canonical(train_scores.numpy(), np.float64)
+        if not np.isfinite(model.train_scores_).all():
+            raise BadState("NaN or infinite training scores", WEIGHTS)
+        model._set_state(state, tensors)
+        current = library_versions()
         differing = {k: (saved.get(k), v) for k, v in current.items() if k in saved and saved[k] != v}
         if differing:
             warnings.warn(
                 f"{path} was saved with other library versions {differing} (saved, current); scores may differ — "
                 "retrain if they matter",
-                DetectorVersionWarning, stacklevel=2,
+                DetectorVersionWarning, stacklevel=3,
             )
-        model = klass(**envelope["params"])
-        base = envelope["base_state"]
-        model.kind_ = base["kind"]
-        model.n_train_ = base["n_train"]
-        model.threshold_ = float(base["threshold"])
-        model.threshold_source_ = base["threshold_source"]
-        model.score_mode_ = base["score_mode"]
-        model.selection_ = base["selection"]
-        if base["encoder"] is not None:
-            model.encoder_ = TabularEncoder.from_json(base["encoder"])
-        for key in ("series_stats", "image_shape", "image_stats"):
-            if base[key] is not None:
-                setattr(model, key + "_", base[key])
-        tensors = load_file(str(weights_path))
-        model.train_scores_ = tensors.pop("train_scores").numpy().astype(np.float64)
-        model._set_state(envelope["state"], tensors)
         return model
+
+    @classmethod
+    def _from_params(cls, params: Any) -> "Detector":
+        """A detector built from saved hyperparameters: known names, accepted types, values `fit` would take."""
+        if not isinstance(params, dict):
+            raise BadState("'params' is not a JSON object")
+        known = cls._param_names()
+        unknown = [k for k in params if k not in known]
+        if unknown:
+            raise BadState(f"hyperparameter(s) {one_line(unknown[:5], 80)} unknown to {cls.name}")
+        for name, value in params.items():
+            if not cls.accepts(name, value):
+                wanted = " or ".join("null" if t is type(None) else t.__name__ for t in cls.param_types(name))
+                raise BadState(f"hyperparameter {name!r} = {one_line(value, 40)} is not {wanted}")
+        model = cls(**params)
+        try:
+            model._check_hyperparameters()
+        except InvalidDataError as exc:
+            raise BadState(f"bad hyperparameters: {exc}") from None
+        return model
+
+    def _set_base_state(self, base: Any) -> None:
+        """Restore and check what every detector saves: kind, threshold, score mode and input statistics."""
+        where = "base_state"
+        kind = require(base, "kind", where)
+        if kind not in KINDS:
+            raise BadState(f"kind {one_line(kind, 40)!r} is not one of {KINDS}")
+        if self.kind not in ("auto", kind):
+            raise BadState(f"kind {kind!r} differs from the hyperparameter kind={self.kind!r} it was fitted with")
+        self.kind_ = kind
+        self.n_train_ = positive_int(require(base, "n_train", where), "n_train")
+        self.threshold_ = finite_number(require(base, "threshold", where), "threshold")
+        self.threshold_source_ = require(base, "threshold_source", where)
+        if self.threshold_source_ not in ("fixed", "best_f1", "contamination"):
+            raise BadState(f"unknown threshold source {one_line(self.threshold_source_, 40)!r}")
+        mode = require(base, "score_mode", where)
+        if mode not in self.score_modes:
+            raise BadState(f"score mode {one_line(mode, 40)!r} is not one of {self.name}'s {self.score_modes}")
+        self.score_mode_ = mode
+        selection = require(base, "selection", where)
+        if not isinstance(selection, dict) or not set(selection) <= set(self.score_modes):
+            raise BadState(f"'selection' is not an object of {self.name}'s score modes")
+        self.selection_ = {m: finite_number(v, f"selection[{m!r}]") for m, v in selection.items()}
+        encoder, series_stats, image_shape, image_stats = (
+            require(base, key, where) for key in ("encoder", "series_stats", "image_shape", "image_stats"))
+        if encoder is not None or kind == "tabular":
+            self.encoder_ = TabularEncoder.from_json(encoder)
+        if series_stats is not None or kind == "timeseries":
+            mean = number_list(require(series_stats, "mean", "series_stats"), "series_stats mean")
+            std = number_list(require(series_stats, "std", "series_stats"), "series_stats std", len(mean), True)
+            self.series_stats_ = {"mean": mean, "std": std}
+        if image_shape is not None or image_stats is not None or kind == "image":
+            self.image_shape_ = shape_list(image_shape, "image_shape", 3)
+            self.image_stats_ = mean_std(image_stats, "image_stats")
+
+    def _prepared_shape(self) -> list[int]:
+        """Shape of one prepared item for the fitted kind: (features,), (channels, window) or (c, h, w)."""
+        if self.kind_ == "tabular":
+            return [self.encoder_.n_features_]
+        if self.kind_ == "timeseries":
+            return [len(self.series_stats_["mean"]), int(self.window_length)]
+        return list(self.image_shape_)
+
+    def _saved_input_shape(self, state: dict[str, Any]) -> list[int]:
+        """The saved `input_shape`, checked against what the saved kind and statistics prepare."""
+        shape = shape_list(require(state, "input_shape", "state"), "input_shape")
+        if shape != self._prepared_shape():
+            raise BadState(f"input_shape {shape} differs from the {self._prepared_shape()} its {self.kind_} "
+                           "statistics prepare")
+        return shape

@@ -43,4 +43,4 @@ class UnknownDetectorError(DetectorError):
 
 
 class ModelFormatError(DetectorError):
-    """A saved model directory that is missing files, of another format version, or of another detector."""
+    """A saved model directory that is missing files, of another format version or detector, or damaged/tampered."""

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.errors import ColumnMismatchError, InvalidDataError, MissingValuesError
+from detectors.persistence import BadState, mean_std, positive_int, require
 
 MAX_CATEGORIES = 50
 
@@ -103,10 +104,24 @@ class TabularEncoder:
 
     @classmethod
     def from_json(cls, state: dict[str, Any]) -> "TabularEncoder":
-        encoder = cls(max_categories=int(state["max_categories"]))
-        encoder.columns_ = list(state["columns"])
-        encoder.numeric_ = {k: [float(a) for a in v] for k, v in state["numeric"].items()}
-        encoder.categories_ = {k: list(v) for k, v in state["categories"].items()}
+        """Rebuild a fitted encoder from `to_json` output, checking it (saved files are untrusted input)."""
+        where = "the tabular encoder"
+        encoder = cls(max_categories=positive_int(require(state, "max_categories", where), "max_categories"))
+        columns, numeric, categories = (require(state, key, where) for key in ("columns", "numeric", "categories"))
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns) \
+                or len(set(columns)) != len(columns):
+            raise BadState("the encoder's columns are not a list of distinct column names")
+        if not isinstance(numeric, dict) or not isinstance(categories, dict) or set(numeric) & set(categories) \
+                or set(numeric) | set(categories) != set(columns):
+            raise BadState("the encoder's numeric and categorical columns do not split its columns")
+        encoder.columns_ = list(columns)
+        encoder.numeric_ = {k: mean_std(v, f"the encoder's statistics of column {k!r}") for k, v in numeric.items()}
+        for column, values in categories.items():
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise BadState(f"the encoder's categories of column {column!r} are not a list of strings")
+        encoder.categories_ = {k: list(v) for k, v in categories.items()}
+        if encoder.n_features_ == 0:
+            raise BadState("the encoder produces no features")
         return encoder
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from detectors.base import Detector
+from detectors.persistence import WEIGHTS, BadState, canonical, positive_int, require
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -65,6 +66,7 @@ class IsolationForest(Detector):
         self._set_trees(trees)
 
     def _set_trees(self, trees: list[dict[str, np.ndarray]]) -> None:
+        trees = [{k: canonical(tree[k], self._DTYPES[k]) for k in self._KEYS} for tree in trees]
         self.trees_ = trees
         for tree in trees:
             depth = np.zeros(len(tree["children_left"]), dtype=np.float64)
@@ -73,7 +75,7 @@ class IsolationForest(Detector):
                 if left >= 0:
                     depth[left] = depth[right] = depth[node] + 1
             # Path length of an item ending in a leaf: its depth plus c(size) for the items left unsplit there.
-            tree["path_length"] = depth + average_path_length(tree["n_node_samples"])
+            tree["path_length"] = canonical(depth + average_path_length(tree["n_node_samples"]), np.float64)
 
     def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
         # Trees were grown on float32 (sklearn's tree dtype); cast the same way so splits agree exactly.
@@ -83,7 +85,8 @@ class IsolationForest(Detector):
         for tree in self.trees_:
             sub = flat[:, tree["features"]]
             node = np.zeros(len(flat), dtype=np.int64)
-            while True:
+            # Children have larger ids than their parent (checked at load), so no walk takes more steps.
+            for _ in range(len(tree["children_left"])):
                 left = tree["children_left"][node]
                 active = left >= 0
                 if not active.any():
@@ -95,14 +98,75 @@ class IsolationForest(Detector):
         return 2.0 ** (-depths / denominator)
 
     _KEYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples", "features")
+    _DTYPES = {"children_left": np.int64, "children_right": np.int64, "feature": np.int64,
+               "threshold": np.float64, "n_node_samples": np.int64, "features": np.int64}
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        tensors = {f"tree{i}.{k}": torch.from_numpy(np.ascontiguousarray(tree[k]))
+        tensors = {f"tree{i}.{k}": canonical(torch.from_numpy(tree[k]))
                    for i, tree in enumerate(self.trees_) for k in self._KEYS}
         return {"max_samples": self.max_samples_, "n_trees": len(self.trees_),
                 "n_features_in": self.n_features_in_}, tensors
 
     def _set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.max_samples_ = int(state["max_samples"])
-        self.n_features_in_ = int(state["n_features_in"])
-        self._set_trees([{k: tensors[f"tree{i}.{k}"].numpy() for k in self._KEYS} for i in range(state["n_trees"])])
+        max_samples = positive_int(require(state, "max_samples", "state"), "max_samples")
+        n_trees = positive_int(require(state, "n_trees", "state"), "n_trees")
+        n_features = positive_int(require(state, "n_features_in", "state"), "n_features_in")
+        if n_features != int(np.prod(self._prepared_shape())):
+            raise BadState(f"n_features_in {n_features} differs from the {int(np.prod(self._prepared_shape()))} "
+                           f"values per item its {self.kind_} statistics prepare")
+        if len(tensors) != n_trees * len(self._KEYS):
+            raise BadState(f"{len(tensors)} tree tensors, but {n_trees} trees need {n_trees * len(self._KEYS)}",
+                           WEIGHTS)
+        missing = sorted({f"tree{i}.{k}" for i in range(n_trees) for k in self._KEYS} - set(tensors))
+        if missing:
+            raise BadState(f"missing tensor(s) {missing[:4]}", WEIGHTS)
+        trees = []
+        for i in range(n_trees):
+            tree = {}
+            for k in self._KEYS:
+                array = tensors[f"tree{i}.{k}"].numpy()
+                if array.dtype != self._DTYPES[k]:
+                    raise BadState(f"tensor 'tree{i}.{k}' is {array.dtype}, not {np.dtype(self._DTYPES[k])}", WEIGHTS)
+                tree[k] = array
+            try:
+                check_tree(tree, n_features)
+            except BadState as exc:
+                raise BadState(f"tree {i} is invalid: {exc}", WEIGHTS) from None
+            trees.append(tree)
+        self.max_samples_ = max_samples
+        self.n_features_in_ = n_features
+        self._set_trees(trees)
+
+
+def check_tree(tree: dict[str, np.ndarray], n_features: int) -> None:
+    """Refuse a tree that scoring could loop in or index out of: checks shapes, links, features and node sizes.
+
+    Every child id must exceed its parent's (true of scikit-learn's depth-first trees), which rules out cycles;
+    each node but the root has exactly one parent; node sizes are positive and add up.
+    """
+    left, right, feature = tree["children_left"], tree["children_right"], tree["feature"]
+    threshold, sizes, features = tree["threshold"], tree["n_node_samples"], tree["features"]
+    n = len(left)
+    if n == 0 or any(a.ndim != 1 or len(a) != n for a in (left, right, feature, threshold, sizes)):
+        raise BadState("its node arrays are not 1-D arrays of one common, non-zero length")
+    if features.ndim != 1 or len(features) == 0 or features.min() < 0 or features.max() >= n_features:
+        raise BadState(f"its feature subset is not a list of column ids in [0, {n_features})")
+    leaf = left == -1
+    if not np.array_equal(leaf, right == -1):
+        raise BadState("a node has one child only")
+    ids = np.arange(n)
+    split = ~leaf
+    if not ((left[split] > ids[split]) & (right[split] > ids[split])
+            & (left[split] < n) & (right[split] < n)).all():
+        raise BadState("a child id is out of range or not larger than its parent's (a cycle?)")
+    parents = np.bincount(np.concatenate([left[split], right[split]]), minlength=n)
+    if parents[0] != 0 or not (parents[1:] == 1).all():
+        raise BadState("a node has no parent or several (the nodes do not form one tree)")
+    if not ((feature[split] >= 0).all() and (feature < len(features)).all()):
+        raise BadState(f"a split feature is outside the tree's {len(features)} features")
+    if not np.isfinite(threshold[split]).all():
+        raise BadState("a split threshold is NaN or infinite")
+    if not (sizes >= 1).all():
+        raise BadState("a node size is not positive")
+    if not (sizes[split] == sizes[left[split]] + sizes[right[split]]).all():
+        raise BadState("a node's size differs from the sum of its children's")

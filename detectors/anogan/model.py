@@ -10,8 +10,9 @@ import torch
 
 from detectors.anogan.loss import discriminator_loss, generator_loss, residual_feature_score, search_loss
 from detectors.anogan.torch_model import Discriminator, make_generator, make_latent_encoder
-from detectors.backbones import batches, in_chunks, load_prefixed, prefixed_state, seeded
+from detectors.backbones import batches, expected_state, fitted, in_chunks, load_prefixed, prefixed_state, seeded
 from detectors.base import Detector
+from detectors.persistence import check_tensors
 
 log = logging.getLogger("detectors.anogan")
 
@@ -113,9 +114,7 @@ class AnoGAN(Detector):
                          total / max(n_batches, 1))
             for p in list(g_net.parameters()) + list(d_net.parameters()):
                 p.requires_grad_(True)
-        e_net.eval()
-        for net in (g_net, d_net, e_net):
-            net.zero_grad(set_to_none=True)
+        fitted(g_net, d_net, e_net)
 
     def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
         scores = []
@@ -154,7 +153,13 @@ class AnoGAN(Detector):
         return {"input_shape": self.input_shape_}, tensors
 
     def _set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self._build(state["input_shape"])
+        shape = self._saved_input_shape(state)
+        check_tensors(tensors, expected_state(lambda: {
+            "generator": make_generator(shape, self.latent_dim, self.width),
+            "discriminator": Discriminator(shape, self.width),
+            "encoder": make_latent_encoder(shape, self.latent_dim, self.width)}))
+        with seeded(self.seed):  # the weights are overwritten; the seed only keeps the global RNG untouched
+            self._build(shape)
         load_prefixed("generator", self.generator_, tensors)
         load_prefixed("discriminator", self.discriminator_, tensors)
         load_prefixed("encoder", self.encoder_net_, tensors)

@@ -10,8 +10,9 @@ import torch
 from torch.nn import functional as F
 
 from detectors.autoencoder.torch_model import AutoencoderModel
-from detectors.backbones import batches, in_chunks, load_prefixed, prefixed_state, seeded
+from detectors.backbones import batches, expected_state, fitted, in_chunks, load_prefixed, prefixed_state, seeded
 from detectors.base import Detector
+from detectors.persistence import check_tensors
 
 log = logging.getLogger("detectors.autoencoder")
 
@@ -54,8 +55,7 @@ class Autoencoder(Detector):
                     total += loss.item()
                     n_batches += 1
                 log.info("autoencoder epoch %d/%d loss=%.4f", epoch + 1, self.epochs, total / max(n_batches, 1))
-        self.model_.eval()
-        self.model_.zero_grad(set_to_none=True)
+        fitted(self.model_)
 
     @torch.no_grad()
     def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
@@ -66,6 +66,10 @@ class Autoencoder(Detector):
         return {"input_shape": self.input_shape_}, prefixed_state("model", self.model_)
 
     def _set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.input_shape_ = state["input_shape"]
-        self.model_ = AutoencoderModel(self.input_shape_, self.latent_dim, self.width)
+        shape = self._saved_input_shape(state)
+        check_tensors(tensors, expected_state(
+            lambda: {"model": AutoencoderModel(shape, self.latent_dim, self.width)}))
+        self.input_shape_ = shape
+        with seeded(self.seed):  # the weights are overwritten; the seed only keeps the global RNG untouched
+            self.model_ = AutoencoderModel(shape, self.latent_dim, self.width)
         load_prefixed("model", self.model_, tensors)

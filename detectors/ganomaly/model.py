@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.backbones import batches, in_chunks, load_prefixed, prefixed_state, seeded
+from detectors.backbones import batches, expected_state, fitted, in_chunks, load_prefixed, prefixed_state, seeded
 from detectors.base import Detector
 from detectors.errors import InvalidDataError
 from detectors.ganomaly.loss import DiscriminatorLoss, GeneratorLoss
 from detectors.ganomaly.torch_model import Discriminator, GanomalyGenerator
+from detectors.persistence import WEIGHTS, BadState, canonical, check_tensors, mean_std, require
 
 log = logging.getLogger("detectors.ganomaly")
 
@@ -119,10 +120,7 @@ class Ganomaly(Detector):
                     n_batches += 1
                 log.info("ganomaly epoch %d/%d generator_loss=%.4f discriminator_loss=%.4f",
                          epoch + 1, self.epochs, g_total / max(n_batches, 1), d_total / max(n_batches, 1))
-        g_net.eval()
-        d_net.eval()
-        g_net.zero_grad(set_to_none=True)
-        d_net.zero_grad(set_to_none=True)
+        fitted(g_net, d_net)
         self._fit_normalisers(x)
 
     @torch.no_grad()
@@ -136,13 +134,15 @@ class Ganomaly(Detector):
             codes.append(z.double())
         sq_error /= len(x)
         # A floor so a feature reconstructed perfectly in training (a blank pixel) cannot explode the score.
-        self.error_scale_ = sq_error + 1e-3 * float(sq_error.mean()) + 1e-12
+        self.error_scale_ = canonical(sq_error + 1e-3 * float(sq_error.mean()) + 1e-12, torch.float64)
         codes = torch.cat(codes)
-        self.code_mean_ = codes.mean(dim=0)
+        self.code_mean_ = canonical(codes.mean(dim=0), torch.float64)
         centred = codes - self.code_mean_
         cov = centred.T @ centred / max(len(codes) - 1, 1)
         ridge = 1e-6 * float(cov.diagonal().mean()) + 1e-12
-        self.code_precision_ = torch.linalg.inv(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+        # inv returns a column-major matrix; `canonical` makes it the row-major copy a loaded model holds too.
+        self.code_precision_ = canonical(torch.linalg.inv(cov + ridge * torch.eye(len(cov), dtype=cov.dtype)),
+                                         torch.float64)
         parts = self._parts(x)
         self.part_stats_ = {name: _stats(values) for name, values in parts.items()}
 
@@ -174,12 +174,25 @@ class Ganomaly(Detector):
         return {"input_shape": self.input_shape_, "part_stats": self.part_stats_}, tensors
 
     def _set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self._build(state["input_shape"])
+        shape = self._saved_input_shape(state)
+        part_stats = require(state, "part_stats", "state")
+        if not isinstance(part_stats, dict) or set(part_stats) != {"latent", "reconstruction", "density"}:
+            raise BadState("part_stats must hold the latent, reconstruction and density statistics")
+        self.part_stats_ = {name: mean_std(v, f"part_stats[{name!r}]") for name, v in part_stats.items()}
+        latent, n_values = int(self.latent_dim), int(np.prod(shape))
+        expected = expected_state(lambda: {"generator": GanomalyGenerator(shape, self.latent_dim, self.width),
+                                           "discriminator": Discriminator(shape, self.width)})
+        expected |= {"error_scale": ((n_values,), torch.float64), "code_mean": ((latent,), torch.float64),
+                     "code_precision": ((latent, latent), torch.float64)}
+        check_tensors(tensors, expected)
+        if not bool((tensors["error_scale"] > 0).all()):
+            raise BadState("tensor 'error_scale' must be positive", WEIGHTS)
+        with seeded(self.seed):  # the weights are overwritten; the seed only keeps the global RNG untouched
+            self._build(shape)
         for name in ("error_scale", "code_mean", "code_precision"):
-            setattr(self, name + "_", tensors.pop(name))
+            setattr(self, name + "_", canonical(tensors[name], torch.float64))
         load_prefixed("generator", self.generator_, tensors)
         load_prefixed("discriminator", self.discriminator_, tensors)
-        self.part_stats_ = state["part_stats"]
 
 
 def _stats(values: np.ndarray) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from detectors.base import Detector
+from detectors.persistence import is_canonical
 from detectors.registry import REGISTRY, create_detector
 
 CASES = [(name, kind) for name, spec in REGISTRY.items() for kind in spec.kinds]
@@ -50,8 +52,52 @@ def test_scores_one_per_item_pure_repeatable(name, kind, make_data):
     np.testing.assert_array_equal(_fit(name, kind, data).score(test), first)
 
 
+def _fitted_arrays(value, where):
+    """(where, array) for every numpy array and torch tensor a fitted attribute holds, modules and trees included."""
+    import torch
+
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        yield where, value
+    elif isinstance(value, torch.nn.Module):
+        for name, tensor in [*value.named_parameters(), *value.named_buffers()]:
+            yield f"{where}.{name}", tensor
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _fitted_arrays(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _fitted_arrays(item, f"{where}[{i}]")
+
+
+def _assert_canonical_state(model):
+    """Every fitted array is C-contiguous with standard strides (torch: 64-byte aligned), saved tensors too."""
+    found = [(where, a) for name, value in vars(model).items() if name.endswith("_")
+             for where, a in _fitted_arrays(value, name)]
+    found += [(f"saved {k}", t) for k, t in model._get_state()[1].items()]
+    assert found
+    bad = [where for where, array in found if not is_canonical(array)]
+    assert not bad, f"{len(bad)} arrays not in the canonical layout: {bad[:10]}"
+
+
+def _assert_weights_file_contiguous(path):
+    """Each tensor in a safetensors file is one dense block of shape x item size, the blocks tiling the data."""
+    raw = path.read_bytes()
+    header_length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + header_length])
+    item = {"F64": 8, "F32": 4, "I64": 8}
+    spans = sorted(tuple(entry["data_offsets"]) for key, entry in header.items() if key != "__metadata__")
+    for key, entry in header.items():
+        if key != "__metadata__":
+            begin, end = entry["data_offsets"]
+            assert end - begin == int(np.prod(entry["shape"])) * item[entry["dtype"]], key
+    assert [b for b, _ in spans] == [0] + [e for _, e in spans[:-1]]
+    assert spans[-1][1] == len(raw) - 8 - header_length
+
+
 @pytest.mark.parametrize("name,kind", CASES)
 def test_predict_binary_and_save_load_identical(name, kind, make_data, tmp_path):
+    import torch
+
     data = make_data(kind)
     detector = _fit(name, kind, data)
     predicted = detector.predict(data[1])
@@ -60,10 +106,19 @@ def test_predict_binary_and_save_load_identical(name, kind, make_data, tmp_path)
 
     detector.save(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "weights.safetensors"]
+    _assert_weights_file_contiguous(tmp_path / "model" / "weights.safetensors")
     loaded = Detector.load(tmp_path / "model")
     assert type(loaded) is type(detector)
-    np.testing.assert_array_equal(loaded.score(data[1]), detector.score(data[1]))
+    _assert_canonical_state(detector)
+    _assert_canonical_state(loaded)
+    # Bit-identical, whatever the thread count: the fitted and the loaded model run the same kernels on the same
+    # memory layout (the conftest runs on one thread; two exercise torch's and MKL's parallel paths).
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        np.testing.assert_array_equal(loaded.score(data[1]), detector.score(data[1]))
+    torch.set_num_threads(1)
     assert loaded.threshold_ == detector.threshold_
+    np.testing.assert_array_equal(loaded.train_scores_, detector.train_scores_)
     np.testing.assert_array_equal(loaded.predict(data[1]), detector.predict(data[1]))
 
 
