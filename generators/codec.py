@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from generators.errors import ConditionError
+from generators.errors import ConditionError, ModelFormatError
 from generators.schema import TableSchema
 
 NULL_SUFFIX = "__null"
@@ -219,7 +219,12 @@ class TableCodec:
 
     @classmethod
     def from_dict(cls, schema: TableSchema, d: Mapping[str, Any]) -> "TableCodec":
-        return cls(schema, {k: dict(v) for k, v in d["columns"].items()})
+        """Rebuild a saved codec, refusing (ModelFormatError) state that does not fit the schema."""
+        cols = d.get("columns") if isinstance(d, Mapping) else None
+        if not isinstance(cols, Mapping) or list(cols) != schema.names:
+            raise ModelFormatError(f"saved codec must describe the schema's columns {schema.names[:10]} in order")
+        return cls(schema, {c.name: _checked_column_state(c.name, c.kind, c.nullable, cols[c.name])
+                            for c in schema.columns})
 
 
 def matches(table: pd.DataFrame, conditions: Mapping[str, Any]) -> np.ndarray:
@@ -232,6 +237,60 @@ def matches(table: pd.DataFrame, conditions: Mapping[str, Any]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ helpers
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _checked_column_state(name: str, kind: str, nullable: bool, st: Any) -> dict:
+    """One column's saved codec state, checked against its schema column; ModelFormatError names what is wrong."""
+    def bad(what: str) -> ModelFormatError:
+        return ModelFormatError(f"saved codec state of column {name!r}: {what}")
+
+    if not isinstance(st, Mapping):
+        raise bad("not a mapping")
+    st = dict(st)
+    if st.get("kind") != kind or st.get("nullable") is not nullable:
+        raise bad(f"kind/nullable {st.get('kind')!r}/{st.get('nullable')!r} differ from the schema's {kind}/{nullable}")
+    if kind == "id":
+        if st.get("dtype") == "int":
+            start = st.get("start")
+            if isinstance(start, bool) or not isinstance(start, int) or abs(start) >= 2**63:
+                raise bad("id start is not an integer")
+        elif st.get("dtype") != "str":
+            raise bad(f"unknown id dtype {str(st.get('dtype'))[:20]!r}")
+        return st
+    if st.get("constant") is not None:
+        value = st.get("value")
+        if st["constant"] is not True or not isinstance(value, _SCALARS) or (
+                isinstance(value, float) and not np.isfinite(value)):
+            raise bad("constant value is not a finite JSON scalar")
+        try:
+            _constant_series(kind, value, 1)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise bad(f"constant value {str(value)[:30]!r} does not fit kind {kind}") from exc
+        return st
+    if not isinstance(st.get("has_null"), bool) or (st["has_null"] and not nullable):
+        raise bad("has_null must be true or false, and true only for a nullable column")
+    if kind in ("categorical", "boolean"):
+        cats = st.get("categories")
+        if not isinstance(cats, list) or not cats or not all(isinstance(c, _SCALARS) and c is not None for c in cats):
+            raise bad("categories must be a non-empty list of JSON scalars")
+        if len({_key(c) for c in cats}) != len(cats):
+            raise bad("categories repeat a value")
+        return st
+    lo, hi = st.get("min"), st.get("max")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (lo, hi)) \
+            or lo > hi:
+        raise bad("min and max must be finite numbers with min <= max")
+    limit = {"integer": 2.0**63, "datetime": 2.0**63 / 1e9}.get(kind)  # int64 values / ns since the epoch
+    if limit is not None and max(abs(lo), abs(hi)) > limit:
+        raise bad(f"min/max beyond what a {kind} column can hold")
+    if kind == "datetime" and st.get("resolution") not in ("D", "s", "ns"):
+        raise bad(f"unknown datetime resolution {str(st.get('resolution'))[:20]!r}")
+    if "categories" in st:
+        raise bad(f"a {kind} column has categories")
+    return st
+
+
 def _isna(x: Any) -> bool:
     try:
         return bool(pd.isna(x))

@@ -93,7 +93,7 @@ class TableSchema:
         try:
             return cls(tuple(ColumnSchema(str(c["name"]), str(c["kind"]), bool(c.get("nullable", False)))
                              for c in d["columns"]))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise SchemaError(f"malformed schema dict ({exc!r}); expected {{'columns': [{{name, kind, nullable}}]}}") from exc
 
     def validate_training_frame(self, data: pd.DataFrame) -> None:

@@ -47,6 +47,14 @@ def _quiet():
     return stack
 
 
+def _module_buffers(model) -> list:
+    """(buffer, copy) for every buffer of the torch modules a CTGAN/TVAE model holds."""
+    import torch
+
+    modules = [v for v in vars(model).values() if isinstance(v, torch.nn.Module)]
+    return [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+
+
 class SDVGenerator(Generator):
     """Base for SDV synthesizers. The model frame goes to SDV with categorical codes as strings ("v0", "v1"...)."""
 
@@ -81,7 +89,10 @@ class SDVGenerator(Generator):
         out = {}
         for c in self.model_columns_:
             if c.type == "categorical":
-                out[c.name] = df[c.name].astype(str).str[1:].astype(np.int64).to_numpy()
+                codes = df[c.name].astype(str)
+                if not codes.str.fullmatch(r"v\d{1,9}").all():
+                    raise ModelFormatError(f"SDV drew values of {c.name!r} that are not category codes")
+                out[c.name] = codes.str[1:].astype(np.int64).to_numpy()
             else:
                 out[c.name] = df[c.name].astype(float).to_numpy()
         return pd.DataFrame(out)
@@ -100,7 +111,16 @@ class SDVGenerator(Generator):
             synth.reset_sampling()
             # SDV has no public per-call seed; this is what its own sampling uses under the hood
             synth._set_random_state(seed)
-            df = synth.sample(n)
+            buffers = _module_buffers(synth._model)
+            try:
+                df = synth.sample(n)
+            finally:
+                # sampling must leave the model as it was (a saved model must not depend on what was sampled
+                # before): drop the advanced generators, restore the buffers (CTGAN samples with batch norm in
+                # training mode, which updates its running statistics)
+                synth._set_random_state(None)
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
         if isinstance(df, dict):  # SDV 2 returns {table name: frame}
             df = df[_TABLE]
         return self._from_sdv(df)
@@ -111,9 +131,33 @@ class SDVGenerator(Generator):
         return {"synthesizer": state}, writer.arrays
 
     def _set_state(self, state, arrays):
-        synth = StateReader(arrays).decode(state["synthesizer"])
-        if type(synth).__name__ != self.synthesizer:
+        import sdv.single_table
+
+        if list(state) != ["synthesizer"]:
+            raise ModelFormatError("state must hold exactly the synthesizer")
+        reader = StateReader(arrays, finite=True)
+        synth = reader.decode(state["synthesizer"])
+        if type(synth) is not getattr(sdv.single_table, self.synthesizer):
             raise ModelFormatError(f"saved state holds a {type(synth).__name__}, expected {self.synthesizer}")
+        unused = sorted(set(arrays) - reader.used)
+        if unused:
+            raise ModelFormatError(f"the weights hold array {unused[0]!r}, which the saved state never uses")
         fresh = self._new_synthesizer()
+        if synth.get_metadata().to_dict() != fresh.get_metadata().to_dict() or not synth._fitted:
+            raise ModelFormatError("the saved synthesizer is unfitted or describes other columns than the model's")
         synth._data_processor._transformers_by_sdtype = fresh._data_processor._transformers_by_sdtype
         self.synthesizer_ = synth
+        # SDV's internals are too many to check one by one: draw a few rows and check them instead
+        try:
+            rows = self._sample(4, np.random.default_rng(0))
+        except Exception as exc:  # noqa: BLE001 - whatever a tampered synthesizer raises
+            root = exc
+            while root.__cause__ or root.__context__:  # SDV re-raises with a message about output files
+                root = root.__cause__ or root.__context__
+            raise ModelFormatError(f"the saved synthesizer cannot sample ({type(root).__name__}: "
+                                   f"{str(root)[:200]})") from exc
+        for c in self.model_columns_:
+            x = rows[c.name].to_numpy()
+            if (not np.isfinite(x).all() if c.type == "numeric"
+                    else ((x < 0) | (x >= c.n_categories)).any()):
+                raise ModelFormatError(f"the saved synthesizer draws impossible values for {c.name!r}")

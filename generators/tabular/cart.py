@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from generators.base import Generator
+from generators.base import Generator, check_array_keys, take_array
 from generators.codec import ModelColumn
+from generators.errors import ModelFormatError
+
+_KEYS = ("left", "right", "feature", "threshold", "start", "count", "values")
 
 
 def tree_leaves(X: np.ndarray, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
@@ -59,7 +62,7 @@ class CARTGenerator(Generator):
             t["start"] = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
             t["count"] = count
             t["values"] = y[order]
-            self.trees_.append(t)
+            self.trees_.append({k: np.ascontiguousarray(v) for k, v in t.items()})
 
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         m = len(self.model_columns_)
@@ -76,5 +79,37 @@ class CARTGenerator(Generator):
         return {"n_trees": len(self.trees_)}, arrays
 
     def _set_state(self, state, arrays):
-        keys = ("left", "right", "feature", "threshold", "start", "count", "values")
-        self.trees_ = [{k: arrays[f"tree{j}.{k}"] for k in keys} for j in range(state["n_trees"])]
+        m = len(self.model_columns_)
+        if state.get("n_trees") != m:
+            raise ModelFormatError(f"state has {str(state.get('n_trees'))[:20]} trees for {m} model columns")
+        check_array_keys(arrays, [f"tree{j}.{k}" for j in range(m) for k in _KEYS])
+        self.trees_ = [self._checked_tree(j, c, arrays) for j, c in enumerate(self.model_columns_)]
+
+    @staticmethod
+    def _checked_tree(j: int, col: ModelColumn, arrays) -> dict[str, np.ndarray]:
+        """Tree j's arrays, refused unless every row walks down to a leaf holding values of column j's type."""
+        t = {k: take_array(arrays, f"tree{j}.{k}", np.float64 if k in ("threshold", "values") else np.int64, ndim=1)
+             for k in _KEYS}
+        n_nodes, n_values = len(t["left"]), len(t["values"])
+        for k in ("right", "feature", "threshold", "start", "count"):
+            if len(t[k]) != n_nodes:
+                raise ModelFormatError(f"tree {j}: array {k!r} has {len(t[k])} entries for {n_nodes} nodes")
+        nodes = np.arange(n_nodes)
+        leaf = t["left"] == -1
+        inner = ~leaf
+        # children come after their parent (sklearn's depth-first order), so every walk ends at a leaf
+        if (n_nodes == 0 or (t["right"][leaf] != -1).any() or (t["left"][inner] <= nodes[inner]).any()
+                or (t["right"][inner] <= nodes[inner]).any() or (t["left"] >= n_nodes).any()
+                or (t["right"] >= n_nodes).any()):
+            raise ModelFormatError(f"tree {j}: child links are not a tree")
+        if ((t["feature"][inner] < 0) | (t["feature"][inner] >= max(j, 1))).any() or (t["feature"][leaf] != -2).any():
+            raise ModelFormatError(f"tree {j}: split features must name one of the {j} earlier columns")
+        start, count = t["start"][leaf], t["count"][leaf]
+        if (count < 1).any() or (start < 0).any() or (start + count > n_values).any() or (t["count"][inner] != 0).any():
+            raise ModelFormatError(f"tree {j}: leaf value ranges (start, count) are negative, empty or beyond the "
+                                   f"{n_values} values")
+        v = t["values"]
+        if col.type == "categorical" and ((v != np.round(v)) | (v < 0) | (v >= col.n_categories)).any():
+            raise ModelFormatError(f"tree {j}: values are not category codes of {col.name!r} "
+                                   f"(0..{col.n_categories - 1})")
+        return t

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from generators.base import Generator
+from generators.base import Generator, check_array_keys, take_array
 from generators.codec import ModelColumn
+from generators.errors import ModelFormatError
 
 _N_QUANTILES = 256
 
@@ -51,7 +52,8 @@ class GMMGenerator(Generator):
 
         self.model_columns_ = columns
         rng = np.random.default_rng(self.seed)
-        self.quantiles_ = {j: np.quantile(frame[c.name].to_numpy(), np.linspace(0, 1, _N_QUANTILES))
+        levels = np.linspace(0, 1, _N_QUANTILES)
+        self.quantiles_ = {j: np.ascontiguousarray(np.quantile(frame[c.name].to_numpy(), levels), dtype=np.float64)
                            for j, c in enumerate(columns) if c.type == "numeric"}
         Z = self._encode(frame)
         sub = Z[rng.permutation(len(Z))[: self.bic_rows]]
@@ -70,9 +72,10 @@ class GMMGenerator(Generator):
         gm = GaussianMixture(best_k, covariance_type="full", reg_covar=1e-3, random_state=self.seed,
                              max_iter=200).fit(fit_rows)
         self.n_components_ = best_k
-        self.weights_ = gm.weights_ / gm.weights_.sum()
-        self.means_ = gm.means_
-        self.cholesky_ = np.linalg.cholesky(gm.covariances_)
+        # canonical: C-contiguous float64, as `load` rebuilds them (the layout picks the BLAS path in `_sample`)
+        self.weights_ = np.ascontiguousarray(gm.weights_ / gm.weights_.sum(), dtype=np.float64)
+        self.means_ = np.ascontiguousarray(gm.means_, dtype=np.float64)
+        self.cholesky_ = np.ascontiguousarray(np.linalg.cholesky(gm.covariances_), dtype=np.float64)
 
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         comp = rng.choice(len(self.weights_), size=n, p=self.weights_)
@@ -97,6 +100,25 @@ class GMMGenerator(Generator):
         return {"n_components": self.n_components_, "numeric": sorted(self.quantiles_)}, arrays
 
     def _set_state(self, state, arrays):
-        self.n_components_ = state["n_components"]
-        self.weights_, self.means_, self.cholesky_ = arrays["weights"], arrays["means"], arrays["cholesky"]
-        self.quantiles_ = {j: arrays[f"quantiles{j}"] for j in state["numeric"]}
+        k = state.get("n_components")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ModelFormatError(f"n_components must be a positive integer, not {str(k)[:20]!r}")
+        numeric = [j for j, c in enumerate(self.model_columns_) if c.type == "numeric"]
+        if state.get("numeric") != numeric:
+            raise ModelFormatError(f"state lists numeric columns {str(state.get('numeric'))[:50]}, "
+                                   f"the model has {numeric}")
+        check_array_keys(arrays, ["weights", "means", "cholesky", *(f"quantiles{j}" for j in numeric)])
+        d = sum(c.n_categories if c.type == "categorical" else 1 for c in self.model_columns_)
+        weights = take_array(arrays, "weights", np.float64, (k,))
+        if (weights < 0).any() or abs(weights.sum() - 1) > 1e-8:
+            raise ModelFormatError("array 'weights' is not a probability distribution")
+        self.n_components_ = k
+        self.weights_ = weights
+        self.means_ = take_array(arrays, "means", np.float64, (k, d))
+        self.cholesky_ = take_array(arrays, "cholesky", np.float64, (k, d, d))
+        self.quantiles_ = {}
+        for j in numeric:
+            q = take_array(arrays, f"quantiles{j}", np.float64, (_N_QUANTILES,))
+            if (np.diff(q) < 0).any():
+                raise ModelFormatError(f"array 'quantiles{j}' is not sorted")
+            self.quantiles_[j] = q

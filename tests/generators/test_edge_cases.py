@@ -63,7 +63,7 @@ def test_load_refuses_other_formats_and_missing_dirs(tmp_path, mixed_frame):
         Generator.load(tmp_path / "nowhere")
     doc["format_version"], doc["generator"] = 1, "nope"
     (path / MODEL_FILE).write_text(json.dumps(doc))
-    with pytest.raises(UnknownGeneratorError):
+    with pytest.raises(ModelFormatError, match="unknown generator 'nope'"):
         Generator.load(path)
 
 

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from generators.base import Generator, torch_generator
+from generators.base import Generator, check_array_keys, take_array, torch_generator
 from generators.codec import ModelColumn
+from generators.errors import ModelFormatError
 from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens, tokens_to_numeric
 
 log = logging.getLogger("generators.autoregressive")
@@ -88,7 +89,9 @@ class AutoregressiveGenerator(Generator):
         for j, c in enumerate(columns):
             if c.type == "numeric":
                 x = frame[c.name].to_numpy(float)
-                self.atoms_[j], self.edges_[j] = fit_numeric_tokens(x, self.max_bins)
+                atoms, edges = fit_numeric_tokens(x, self.max_bins)
+                self.atoms_[j] = np.ascontiguousarray(atoms, dtype=np.float64)
+                self.edges_[j] = np.ascontiguousarray(edges, dtype=np.float64)
                 self.integral_[j] = bool(np.all(x == np.round(x)))
         tokens = torch.from_numpy(self._tokenize(frame))
         rng = np.random.default_rng(self.seed)
@@ -193,7 +196,7 @@ class AutoregressiveGenerator(Generator):
 
     # ------------------------------------------------------- persistence
     def _get_state(self):
-        arrays = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
         for j in self.atoms_:
             arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
         return {"numeric": sorted(self.atoms_), "integral": [self.integral_[j] for j in sorted(self.atoms_)],
@@ -202,12 +205,51 @@ class AutoregressiveGenerator(Generator):
     def _set_state(self, state, arrays):
         import torch
 
-        self.atoms_ = {j: arrays[f"atoms{j}"] for j in state["numeric"]}
-        self.edges_ = {j: arrays[f"edges{j}"] for j in state["numeric"]}
-        self.integral_ = dict(zip(state["numeric"], state["integral"]))
-        self.history_ = state["history"]
+        numeric = [j for j, c in enumerate(self.model_columns_) if c.type == "numeric"]
+        if state.get("numeric") != numeric:
+            raise ModelFormatError(f"state lists numeric columns {str(state.get('numeric'))[:50]}, "
+                                   f"the model has {numeric}")
+        integral, history = state.get("integral"), state.get("history")
+        if not (isinstance(integral, list) and len(integral) == len(numeric)
+                and all(isinstance(b, bool) for b in integral)):
+            raise ModelFormatError("state 'integral' must hold one true/false per numeric column")
+        if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+            raise ModelFormatError("state 'history' must be a list of epoch records")
+        if self.num_threads is not None and not 1 <= self.num_threads <= 256:
+            raise ModelFormatError(f"param num_threads={self.num_threads} is outside 1..256")
+        self.atoms_, self.edges_ = {}, {}
+        for j in numeric:
+            atoms = take_array(arrays, f"atoms{j}", np.float64, ndim=1)
+            edges = take_array(arrays, f"edges{j}", np.float64, ndim=1)
+            if (np.diff(atoms) <= 0).any() or (np.diff(edges) <= 0).any() or len(edges) == 1 \
+                    or len(atoms) + len(edges) == 0:
+                raise ModelFormatError(f"column {j}: atoms and bin edges must be increasing, with 0 or >= 2 edges")
+            self.atoms_[j], self.edges_[j] = atoms, edges
+        self.integral_ = dict(zip(numeric, integral))
+        self.history_ = history
         self.epochs_run_ = len(self.history_)
+        # shapes first: the parameters must not make us build a network larger than the saved one
+        m, e, h, vocab = len(self.model_columns_), self.embedding_dim, self.hidden, self._vocab_sizes()
+        for key, shape in (("net.embed.weight", (sum(vocab), e)), ("net.w1", (m, m * e, h)), ("net.w2", (m, h, h)),
+                           ("net.w3", (m, h, max(vocab)))):
+            if key not in arrays or arrays[key].shape != shape:
+                raise ModelFormatError(f"array {key!r} is missing or not of shape {shape} (from the params and "
+                                       "vocabularies)")
         net = self._build()
-        net.load_state_dict({k[4:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net.")})
+        fresh = net.state_dict()
+        check_array_keys(arrays, [*(f"{p}{j}" for j in numeric for p in ("atoms", "edges")),
+                                  *(f"net.{k}" for k in fresh)])
+        loaded = {}
+        for k, t in fresh.items():
+            dtype = t.numpy().dtype
+            if k in dict(net.named_buffers()):
+                # derived from the vocabulary sizes: must be exactly what this model builds (logit_pad holds -inf)
+                a = take_array(arrays, f"net.{k}", dtype, tuple(t.shape), finite=False)
+                if not np.array_equal(a, t.numpy()):
+                    raise ModelFormatError(f"array 'net.{k}' does not match the model's column vocabularies")
+            else:
+                a = take_array(arrays, f"net.{k}", dtype, tuple(t.shape))
+            loaded[k] = torch.from_numpy(a.copy())
+        net.load_state_dict(loaded)
         net.eval()
         self.net_ = net
