@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 # Stage command modules, imported lazily; a stage that has not landed yet is simply absent.
@@ -43,8 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_prefect_console() -> None:
+    """Prefect logs a failed task's traceback on the console; the CLI's promise is one line, so the console only
+    shows critical records (the run logs on the Prefect server keep everything). PREFECT_LOGGING_* overrides it."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Drop the tracebacks a reported error keeps alive (and with them open DuckDB handles in their frames), so the
+    interpreter exits without native-extension leak reports."""
+    import gc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+    gc.collect()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (0 ok, 1 quality gate failed, 2 bad input)."""
+    _quiet_prefect_console()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -61,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args, settings)
     except user_errors as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _release_frames(exc)
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "error": message, "error_type": type(exc).__name__}))
         print(f"error: {message}", file=sys.stderr)

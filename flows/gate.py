@@ -133,7 +133,7 @@ def record_gate(con, result: dict[str, Any], *, published_schema: str | None = N
 
 def quarantine_or_publish(wh: Warehouse, con, table: str, df: pd.DataFrame, passed: bool) -> str:
     """Write a gated table: to `main` when it passed (dropping any quarantined copy), else to `quarantine` only."""
-    validate_table_name(table)
+    validate_table_name(table, writing=True)
     if passed:
         wh.write_frame(con, table, df, mode="replace", schema="main")
         con.execute(f"DROP TABLE IF EXISTS {qualified(table, 'quarantine')}")

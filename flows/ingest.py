@@ -35,10 +35,11 @@ def already_ingested(con: duckdb.DuckDBPyConnection, table: str, sha256: str) ->
     """
     if not Warehouse.exists(con, "_ingestions") or not Warehouse.exists(con, table):
         return None
-    row = con.execute(
+    rows = con.execute(
         "SELECT run_id, rows, finished_at, sha256, summary FROM main._ingestions "
         "WHERE lower(table_name) = lower(?) AND status = 'ok' ORDER BY finished_at DESC LIMIT 1", [table]
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if row is None or row[3] != sha256:
         return None
     recorded = (json.loads(row[4]) if row[4] else {}).get("table_hash")
@@ -143,7 +144,7 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
         raise IngestError(f"unknown kind {kind!r}: use one of {', '.join(readers.KINDS)}")
     if mode not in ("replace", "append"):
         raise IngestError(f"unknown mode {mode!r}: use replace or append")
-    validate_table_name(table)
+    validate_table_name(table, writing=True)
     path = readers.check_source(source)
     run_id = run_id or str(uuid.uuid4())
     started = now_utc()

@@ -40,15 +40,16 @@ CREATE TABLE IF NOT EXISTS main._ingestions (
 """
 
 
-def validate_table_name(name: str, *, internal: bool = False) -> str:
-    """Return the name if it is a plain identifier; user tables may not start with '_' (bookkeeping)."""
+def validate_table_name(name: str, *, internal: bool = False, writing: bool = False) -> str:
+    """Return the name if it is a plain identifier; user tables may not start with '_' (bookkeeping), and a
+    table a user command writes may not take a name the pipeline keeps (`RESERVED_NAMES`, any case)."""
     if not isinstance(name, str) or not _IDENT.match(name):
         raise InvalidTableName(
             f"invalid table name {name!r}: use letters, digits and '_' (start with a letter, at most 63 characters)"
         )
     if name.startswith("_") and not internal:
         raise InvalidTableName(f"invalid table name {name!r}: names starting with '_' are reserved for bookkeeping")
-    if name.lower() in RESERVED_NAMES and not internal:
+    if writing and name.lower() in RESERVED_NAMES and not internal:
         raise InvalidTableName(f"table name {name!r} is reserved (synthwatch keeps {name.lower()} itself); "
                                "choose another name")
     return name
@@ -135,7 +136,7 @@ class Warehouse:
     def write_frame(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame, *, mode: str = "replace",
                     schema: str = "main", internal: bool = False) -> int:
         """Write a DataFrame as a table (replace) or add its rows (append, columns must match)."""
-        validate_table_name(name, internal=internal)
+        validate_table_name(name, internal=internal, writing=True)
         target = qualified(name, schema)
         view = f"__sw_frame_{uuid.uuid4().hex[:12]}"
         con.register(view, df)
@@ -167,11 +168,11 @@ class Warehouse:
     @staticmethod
     def stored_name(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> str | None:
         """The spelling under which `name` is stored in `schema` (DuckDB names are case-insensitive), or None."""
-        row = con.execute(
+        rows = con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND lower(table_name) = lower(?)",
             [schema, name],
-        ).fetchone()
-        return row[0] if row else None
+        ).fetchall()
+        return rows[0][0] if rows else None
 
     @staticmethod
     def list_tables_in(con: duckdb.DuckDBPyConnection, schema: str = "main",
@@ -237,12 +238,12 @@ def table_origin(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     latest: list[tuple] = []
     if Warehouse.exists(con, "_ingestions"):
         row = con.execute("SELECT max(finished_at) FROM main._ingestions WHERE lower(table_name) = lower(?) "
-                          "AND status = 'ok'", [name]).fetchone()
+                          "AND status = 'ok'", [name]).fetchall()[0]
         if row and row[0] is not None:
             latest.append((row[0], "ingest"))
     if Warehouse.exists(con, "_generations"):
         row = con.execute("SELECT max(created_at) FROM main._generations WHERE lower(table_name) = lower(?)",
-                          [name]).fetchone()
+                          [name]).fetchall()[0]
         if row and row[0] is not None:
             latest.append((row[0], "generate"))
     return max(latest)[1] if latest else None
@@ -257,7 +258,7 @@ def check_write_target(con: duckdb.DuckDBPyConnection, name: str, *, command: st
     """
     from flows.errors import TableExists
 
-    validate_table_name(name)
+    validate_table_name(name, writing=True)
     found = [(schema, Warehouse.stored_name(con, name, schema)) for schema in SCHEMAS]
     found = [(schema, stored) for schema, stored in found if stored is not None]
     if not found:

@@ -48,7 +48,7 @@ def run_ingest_source(settings, source: str, kind: str, table: str, mode: str, o
         raise IngestError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
     if mode not in ("replace", "append"):
         raise IngestError(f"unknown mode {mode!r}: use replace or append")
-    validate_table_name(table)
+    validate_table_name(table, writing=True)
     path = check_source(source)
     from flows.ingest import ingest_flow
 

@@ -45,7 +45,8 @@ def test_failing_table_is_quarantined_never_published(cli, warehouse, model_id, 
     strict = yaml.safe_load(report_only_config.read_text())["quality"]
     strict["thresholds"]["accuracy"] = 0.9999  # no 120-row sample of a 300-row table is this faithful
     use_quality(strict)
-    code, r, err = run(cli, "generate", "--model", model_id, "--rows", "120", "--table", "synth", "--seed", "2")
+    code, r, err = run(cli, "generate", "--model", model_id, "--rows", "120", "--table", "synth", "--seed", "2",
+                       "--replace")
     assert code == 1
     assert "quality gate failed for synth" in err and "accuracy" in err and "quarantine.synth" in err
     assert "Traceback" not in err
@@ -73,5 +74,5 @@ def test_unknown_threshold_in_config_fails_before_anything_runs(cli, warehouse, 
     use_quality({"thresholds": {"acuracy": 0.9}})
     before = warehouse.snapshot()
     code, _, err = run(cli, "generate", "--model", model_id, "--rows", "10", "--table", "synth")
-    assert code == 2 and "unknown quality threshold 'acuracy'" in err
+    assert code == 2 and "quality.thresholds.acuracy: unknown threshold; did you mean accuracy?" in err
     assert warehouse.snapshot() == before

@@ -55,7 +55,7 @@ def test_train_generate_and_list_models(cli, warehouse, settings, adult_table):
 
     # same seed, same table; --where keeps only matching rows (the value typed as text)
     code, g, err = run(cli, "generate", "--model", model_id, "--rows", "80", "--table", "adult_synth",
-                       "--seed", "5")
+                       "--seed", "5", "--replace")
     assert code == 0 and warehouse.table_hash("adult_synth") == first_hash
     code, g, err = run(cli, "generate", "--model", model_id, "--rows", "30", "--table", "rich",
                        "--where", "income=>50K", "--seed", "1")
@@ -100,7 +100,9 @@ def trained(warehouse, settings, adult_table):
     (["--rows", "10", "--where", "Klass=1"], "unknown column"),
     (["--rows", "10", "--where", "income=maybe"], "impossible"),
     (["--rows", "10", "--where", "income"], "bad --where"),
-    (["--rows", "10", "--table", "adult"], "refusing to overwrite"),
+    (["--rows", "10", "--table", "adult"], "is never replaced"),
+    (["--rows", "10", "--table", "ADULT"], "is never replaced"),
+    (["--rows", "10", "--table", "anomaly_scores"], "reserved"),
     (["--rows", "10", "--table", "9lives"], "invalid table name"),
 ])
 def test_generate_bad_input_writes_nothing(cli, warehouse, trained, args, message):
@@ -112,11 +114,14 @@ def test_generate_bad_input_writes_nothing(cli, warehouse, trained, args, messag
 
 
 def test_refusing_to_overwrite_the_source_happens_in_the_transaction(warehouse, settings, trained):
-    from flows.generate import GenerateError, generate_table
+    from flows.errors import TableExists
+    from flows.generate import publish_synthetic
 
     before = warehouse.snapshot()
-    with pytest.raises(GenerateError):
-        generate_table(settings, trained["model_id"], 10, "adult")
+    synthetic = warehouse.read_frame("adult").iloc[:10]
+    with pytest.raises(TableExists):
+        with warehouse.transaction() as con:
+            publish_synthetic(settings, con, "Adult", synthetic, trained)
     assert warehouse.snapshot() == before
 
 
