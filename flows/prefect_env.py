@@ -22,15 +22,93 @@ def server_state_path(prefect_home: Path) -> Path:
     return Path(prefect_home) / SERVER_STATE
 
 
+def read_server_state(prefect_home: Path) -> tuple[dict | None, str | None]:
+    """The recorded server state, or why it cannot be used; (None, None) when there is no state file."""
+    try:
+        raw = server_state_path(prefect_home).read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return None, "not valid JSON"
+    if not isinstance(info, dict):
+        return None, "not a JSON object"
+    wrong = [key for key, ok in (
+        ("pid", isinstance(info.get("pid"), int) and not isinstance(info.get("pid"), bool) and info["pid"] > 0),
+        ("api_url", isinstance(info.get("api_url"), str) and info["api_url"].startswith("http")),
+        ("port", isinstance(info.get("port"), int) and not isinstance(info.get("port"), bool)),
+        ("started", isinstance(info.get("started"), str) and bool(info["started"])),
+        ("cmdline", isinstance(info.get("cmdline"), list) and all(isinstance(a, str) for a in info["cmdline"])),
+    ) if not ok]
+    if wrong and "pid" not in wrong and "api_url" not in wrong and "started" in wrong:
+        return None, (f"written by an older synthwatch, without the start time that identifies pid {info['pid']}; "
+                      "if that server still runs, end it yourself")
+    if wrong:
+        return None, f"missing or malformed {', '.join(wrong)}"
+    return info, None
+
+
+def process_identity(pid: int) -> dict | None:
+    """A live process's start time and command line; None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None
+        return _ps_identity(pid)
+    except OSError:
+        return None
+    # Fields after the parenthesised command name (which may hold spaces): state is field 3, starttime field 22.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return {"started": fields[19].decode(), "cmdline": [a.decode(errors="replace") for a in cmdline.split(b"\0") if a]}
+
+
+def _ps_identity(pid: int) -> dict | None:
+    """process_identity where there is no /proc (macOS, BSD): ps's start time and command."""
+    import subprocess
+
+    fields = {}
+    for field in ("lstart", "stat", "command"):
+        done = subprocess.run(["ps", "-p", str(pid), "-o", f"{field}="], capture_output=True, text=True)
+        if done.returncode != 0 or not done.stdout.strip():
+            return None
+        fields[field] = done.stdout.strip()
+    if fields["stat"].startswith("Z"):
+        return None
+    return {"started": fields["lstart"], "cmdline": fields["command"].split()}
+
+
+def server_mismatch(info: dict) -> str | None:
+    """None when the recorded pid is still the `prefect server start` this tool started, else why it is not."""
+    pid = info["pid"]
+    identity = process_identity(pid)
+    if identity is None:
+        return f"pid {pid} is no longer running"
+    if identity["started"] != info["started"]:
+        return f"pid {pid} now belongs to another process (its start time differs)"
+    cmdline = identity["cmdline"]
+    args = cmdline[1:]
+    ours = (any(Path(a).name.startswith("prefect") for a in cmdline[:2]) and "server" in args and "start" in args
+            and ["--port", str(info["port"])] in [args[i:i + 2] for i in range(len(args) - 1)])
+    if cmdline != info["cmdline"] or not ours:
+        return f"pid {pid} is not the prefect server synthwatch started (it runs {' '.join(cmdline)[:80]!r})"
+    return None
+
+
 def running_server_url(prefect_home: Path, timeout: float = 0.5) -> str | None:
-    """The API URL of a `synthwatch server start` server that answers its health check, else None."""
-    state_file = server_state_path(prefect_home)
-    if not state_file.is_file():
+    """The API URL of the `synthwatch server start` server, if it still runs and answers its health check."""
+    info, _ = read_server_state(prefect_home)
+    if info is None or server_mismatch(info) is not None:
         return None
     try:
-        url = json.loads(state_file.read_text())["api_url"]
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as resp:
-            return url if resp.status == 200 else None
+        with urllib.request.urlopen(info["api_url"].rstrip("/") + "/health", timeout=timeout) as resp:
+            return info["api_url"] if resp.status == 200 else None
     except Exception:
         return None
 
@@ -47,6 +125,9 @@ def configure_prefect(prefect_home: Path, data_dir: Path | None = None) -> str |
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        # A failed task's traceback stays in the run's logs on the server; the console gets the CLI's one line.
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
+                                                                 "CRITICAL"),
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "XDG_DATA_HOME": str(data_dir / ".xdg"),
         "TORCHINDUCTOR_CACHE_DIR": str(data_dir / ".torchinductor"),

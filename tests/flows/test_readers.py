@@ -2,6 +2,8 @@
 
 import gzip
 import struct
+import zipfile
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -131,3 +133,109 @@ def test_truncated_idx_is_refused(tmp_path):
         fh.write(bytes([0, 0, 8, 3]) + struct.pack(">III", 10, 28, 28) + b"\x00" * 100)
     with pytest.raises(IngestError, match="truncated"):
         readers.read_images(p)
+
+
+# ---------------------------------------------------------------- what a source may make the reader allocate
+def png_declaring(path, width, height):
+    """A tiny PNG whose header declares width x height 8-bit gray pixels (its data is empty)."""
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+
+
+def npy_header_only(path, shape, descr="|u1"):
+    """A .npy file of about 1 KB whose header declares `shape`."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": descr, "fortran_order": False, "shape": shape})
+        fh.write(b"\x00" * 900)
+
+
+def test_npy_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
+    npy_header_only(tmp_path / "huge.npy", (10**6, 1000, 1000))
+    assert (tmp_path / "huge.npy").stat().st_size < 1100
+    with pytest.raises(IngestError, match=r"huge.npy declares a uint8 array of shape \(1000000, 1000, 1000\).*"
+                                          r"truncated or its header is wrong"):
+        readers.read_images(tmp_path / "huge.npy")
+
+
+def test_npz_member_declaring_a_huge_shape_is_refused(tmp_path):
+    npy_header_only(tmp_path / "images.npy", (10**6, 1000, 1000))
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as zf:
+        zf.write(tmp_path / "images.npy", "images.npy")
+    with pytest.raises(IngestError, match=r"huge.npz\[images\] declares .* truncated"):
+        readers.read_images(tmp_path / "huge.npz")
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.npz", "train-images-idx3-ubyte.gz"])
+def test_arrays_over_the_image_value_limit_are_refused(tmp_path, monkeypatch, name):
+    imgs = np.zeros((10, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", imgs)
+    np.savez(tmp_path / "x.npz", images=imgs)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
+    monkeypatch.setenv("SYNTHWATCH_MAX_IMAGE_VALUES", "7000")
+    with pytest.raises(IngestError, match=r"\(7,840 values\), over the limit of 7,000 values per ingest; .*"
+                                          r"raise SYNTHWATCH_MAX_IMAGE_VALUES"):
+        readers.read_images(tmp_path / name)
+    monkeypatch.setenv("SYNTHWATCH_MAX_IMAGE_VALUES", "7840")
+    assert readers.read_images(tmp_path / name)[0].shape == (10, 28, 28, 1)
+
+
+def test_png_declaring_a_decompression_bomb_is_one_line(tmp_path):
+    png_declaring(tmp_path / "bomb.png", 20000, 20000)
+    assert (tmp_path / "bomb.png").stat().st_size < 100
+    with pytest.raises(IngestError, match=r"bomb.png declares more than .* pixels, over the limit of 67,108,864 "
+                                          r"pixels per image"):
+        readers.read_images(tmp_path)
+
+
+def test_png_over_the_per_image_limit_is_refused_before_decoding(tmp_path):
+    png_declaring(tmp_path / "big.png", 9000, 9000)
+    with pytest.raises(IngestError, match=r"big.png is 9000x9000 \(81,000,000 pixels\), over the limit of "
+                                          r"67,108,864 pixels per image; .*SYNTHWATCH_MAX_IMAGE_PIXELS"):
+        readers.read_images(tmp_path)
+
+
+def test_image_folder_over_the_total_limit_is_refused(tmp_path, monkeypatch):
+    for i in range(3):
+        Image.fromarray(np.full((10, 10, 3), i, np.uint8)).save(tmp_path / f"{i}.png")
+    monkeypatch.setenv("SYNTHWATCH_MAX_IMAGE_VALUES", "899")
+    with pytest.raises(IngestError, match=r"declares 3 images of shape \(3, 10, 10, 3\) \(900 values\), over the "
+                                          r"limit of 899"):
+        readers.read_images(tmp_path)
+    monkeypatch.setenv("SYNTHWATCH_MAX_IMAGE_VALUES", "900")
+    images, _, _ = readers.read_images(tmp_path)
+    assert images.shape == (3, 10, 10, 3) and images[2].max() == 2
+
+
+def test_a_bad_limit_setting_is_one_line(tmp_path, monkeypatch):
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 3), np.uint8))
+    monkeypatch.setenv("SYNTHWATCH_MAX_IMAGE_VALUES", "lots")
+    with pytest.raises(IngestError, match="SYNTHWATCH_MAX_IMAGE_VALUES='lots' is not a positive integer"):
+        readers.read_images(tmp_path / "x.npy")
+
+
+def test_a_cell_longer_than_duckdbs_default_line_size_is_read(tmp_path):
+    p = tmp_path / "long.csv"
+    p.write_text("id,text\n1,short\n2," + "y" * 3_000_000 + "\n3,z\n")
+    df = readers.read_tabular_frame(p)
+    assert df["id"].tolist() == [1, 2, 3] and len(df["text"][1]) == 3_000_000
+
+
+def test_a_line_over_the_line_limit_names_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHWATCH_MAX_CSV_LINE_BYTES", "1000")
+    p = tmp_path / "long.csv"
+    p.write_text("id,text\n1,short\n2," + "y" * 5000 + "\n3,z\n")
+    with pytest.raises(IngestError, match=r"a line of .*long.csv is longer \(5,00\d bytes\) than the CSV line limit "
+                                          r"of 1,000 bytes; raise SYNTHWATCH_MAX_CSV_LINE_BYTES"):
+        readers.read_tabular_frame(p)
+
+
+def test_a_long_line_past_the_sniffed_sample_names_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHWATCH_MAX_CSV_LINE_BYTES", "1000")
+    p = tmp_path / "late.csv"
+    p.write_text("id,text\n" + "".join(f"{i},x\n" for i in range(30_000)) + "30000," + "y" * 5000 + "\n")
+    with pytest.raises(IngestError, match=r"a line of .*late.csv is longer .* than the CSV line limit of 1,000"):
+        readers.read_tabular_frame(p)
