@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 MARKER = ".warehouse"
-_STAGED = re.compile(r"^\.(?P<id>.+)\.(?:staging|deleting)-(?P<pid>\d+)$")
+_STAGED = re.compile(r"^\.(?P<id>.+)\.(?P<what>staging|deleting)-(?P<pid>\d+)$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -55,8 +55,9 @@ def recorded_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def find_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[Path]:
-    """Folders a crashed writer left: staging/aside folders of dead processes, and marked folders of this
-    warehouse that no record names. Call it inside a write transaction."""
+    """Folders a crashed writer left: staging folders of dead processes, and marked folders of this warehouse that
+    no record names. Call it inside a write transaction. (Folders set aside by a delete that died are
+    `restore_aside`'s.)"""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return []
@@ -66,7 +67,7 @@ def find_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.is_symlink()):
         staged = _STAGED.match(folder.name)
         if staged:
-            if not _pid_alive(int(staged["pid"])):
+            if staged["what"] == "staging" and not _pid_alive(int(staged["pid"])):
                 orphans.append(folder)
             continue
         marker = folder / MARKER
@@ -85,10 +86,37 @@ def find_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path
     return orphans
 
 
+def restore_aside(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[str]:
+    """Folders a delete set aside and then died: put back those whose record survived, remove the others."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    this_db = str(Path(db_path).resolve())
+    done = []
+    known = None
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+        aside = _STAGED.match(folder.name)
+        if not aside or aside["what"] != "deleting" or _pid_alive(int(aside["pid"])):
+            continue
+        marker = folder / MARKER
+        if not marker.is_file() or marker.read_text().strip() != this_db:
+            continue
+        if known is None:
+            known = recorded_ids(con)
+        original = models_dir / aside["id"]
+        if aside["id"] in known and not original.exists():
+            folder.rename(original)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        done.append(folder.name)
+    return done
+
+
 def remove_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[str]:
-    """Delete what `find_orphans` finds; returns the removed folder names."""
-    removed = []
+    """Clean up after crashed writers of this warehouse (see `find_orphans`, `restore_aside`); returns the
+    folder names handled."""
+    handled = restore_aside(con, models_dir, db_path)
     for folder in find_orphans(con, models_dir, db_path):
         shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder.name)
-    return removed
+        handled.append(folder.name)
+    return handled

@@ -345,16 +345,21 @@ def _coerce(kind: str, value: Any, col: str) -> Any:
     try:
         if kind == "integer":
             f = float(value)
+            if not np.isfinite(f):
+                raise ValueError("not a finite number")
             if f != round(f):
                 raise ValueError("not a whole number")
             return int(round(f))
         if kind == "numeric":
-            return float(value)
+            f = float(value)
+            if not np.isfinite(f):
+                raise ValueError("not a finite number")
+            return f
         if kind == "boolean":
             return _to_bool(value)
         if kind == "datetime":
             return pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConditionError(f"condition value {value!r} for {kind} column {col!r} is invalid ({exc})") from exc
     return value
 
@@ -391,5 +396,5 @@ def _match_category(categories: list, value: Any, col: str, kind: str) -> Any:
 def _num_eq(c: Any, value: Any) -> bool:
     try:
         return float(c) == float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False

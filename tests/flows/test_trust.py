@@ -138,6 +138,19 @@ def test_folders_a_crash_left_are_removed_by_the_next_writer_of_their_warehouse(
     assert (models / ingested["model"]).is_dir() and (models / trained["model_id"]).is_dir()
 
 
+def test_a_delete_that_died_midway_is_undone_or_finished(cli, settings, ingested):
+    models = settings.models_dir
+    recorded = models / ingested["model"]
+    dead = _dead_pid()
+    recorded.rename(models / f".{ingested['model']}.deleting-{dead}")  # set aside, then killed before COMMIT
+    retired = models / f".adult_cart_0ddba11.deleting-{dead}"  # committed, then killed before removing files
+    retired.mkdir()
+    (retired / ".warehouse").write_text(str(settings.db_path.resolve()))
+    code, _, err = run_json(cli, "train", "--table", "adult", "--generator", "cart")
+    assert code == 0, err
+    assert (recorded / "model.json").is_file() and not retired.exists()
+
+
 def test_a_failed_record_leaves_no_model_folder(settings, warehouse, ingested, monkeypatch):
     from flows import train
     from flows.warehouse import Warehouse
