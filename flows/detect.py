@@ -95,8 +95,9 @@ def _now() -> datetime:
 def table_kind(wh: Warehouse, table: str) -> tuple[str, dict]:
     """The data kind of a table (from its latest ingest, or its columns) and the ingest summary."""
     with wh.read() as con:
-        row = con.execute("SELECT kind, summary FROM main._ingestions WHERE table_name = ? AND status = 'ok' "
-                          "ORDER BY finished_at DESC LIMIT 1", [table]).fetchone()
+        found = con.execute("SELECT kind, summary FROM main._ingestions WHERE lower(table_name) = lower(?) "
+                            "AND status = 'ok' ORDER BY finished_at DESC LIMIT 1", [table]).fetchall()
+        row = found[0] if found else None
         columns = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
     summary = json.loads(row[1]) if row and row[1] else {}
     if "pixels" in columns:
@@ -375,7 +376,7 @@ def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
                 if has_scores:
                     scores, alerts = con.execute(
                         "SELECT count(*), count(*) FILTER (WHERE is_alert) FROM main.anomaly_scores "
-                        "WHERE model_id = ?", [result["model_id"]]).fetchone()
+                        "WHERE model_id = ?", [result["model_id"]]).fetchall()[0]
                     con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ?", [result["model_id"]])
                 con.execute("DELETE FROM main._detectors WHERE model_id = ?", [result["model_id"]])
                 result.update(scores_deleted=int(scores or 0), alerts_deleted=int(alerts or 0))
@@ -395,8 +396,9 @@ def load_model_record(wh: Warehouse, model_id: str) -> dict:
             raise DetectFlowError(f"unknown model {model_id!r}: no detector has been trained yet "
                                   "(run synthwatch detect train)")
         cur = con.execute("SELECT * FROM main._detectors WHERE model_id = ?", [model_id])
-        row = cur.fetchone()
         names = [d[0] for d in cur.description]
+        found = cur.fetchall()
+        row = found[0] if found else None
         if row is None:
             known = [r[0] for r in con.execute(
                 "SELECT model_id FROM main._detectors ORDER BY created_at DESC LIMIT 10").fetchall()]
@@ -436,7 +438,7 @@ def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | 
     with wh.transaction() as con:
         con.execute(SCORES_DDL)
         replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ?",
-                               [model_id, table]).fetchone()[0]
+                               [model_id, table]).fetchall()[0][0]
         Warehouse.write_frame(con, "anomaly_scores", out, mode="append", internal=True)
         con.execute(ALERTS_VIEW)
     top = out[out["is_alert"]].sort_values("score", ascending=False).head(10)

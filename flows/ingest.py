@@ -94,7 +94,7 @@ def read_and_validate(path: Path, kind: str, table: str, options: dict) -> Stage
             mem.execute(f"CREATE TABLE staged AS {tab_source.select_sql}", tab_source.params)
         except duckdb.Error as exc:
             raise readers.read_error(path, exc) from None
-        n_rows = mem.execute("SELECT count(*) FROM staged").fetchone()[0]
+        n_rows = mem.execute("SELECT count(*) FROM staged").fetchall()[0][0]
         if n_rows == 0:
             raise IngestError(f"source {path} has a header but no rows")
         columns = [{"name": r[0], "type": r[1]} for r in mem.execute("DESCRIBE staged").fetchall()]
@@ -181,7 +181,7 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
                 con.unregister(view)
         columns = _describe(con, stage)
         _install_staged(con, stage, table, mode)
-        total = con.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
+        total = con.execute(f"SELECT count(*) FROM {qualified(table)}").fetchall()[0][0]
         summary = {**staged.summary, "table_hash": Warehouse.hash_table(con, table)}
         con.execute(
             "INSERT INTO main._ingestions (run_id, source, sha256, kind, table_name, mode, rows, columns, status, "

@@ -110,7 +110,7 @@ def warehouse_summary(settings: Settings) -> dict:
             for name in Warehouse.list_tables_in(con, schema, include_internal=True):
                 if name.startswith("_stage_") or name in views:
                     continue
-                rows = con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]
+                rows = con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
                 ncols = len(con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall())
                 tables.append({"schema": schema, "table": name, "rows": int(rows), "columns": ncols})
         ingests = con.execute(

@@ -80,7 +80,7 @@ def check_trainable_table(wh: Warehouse, table: str) -> None:
     with wh.read() as con:
         cols = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
         counts = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(c)})" for c in cols)
-                             + f" FROM {qualified(table)}").fetchone()
+                             + f" FROM {qualified(table)}").fetchall()[0]
     if counts[0] == 0:
         raise TrainError(f"table {table} has no rows; ingest data into it before training")
     empty = [c for c, n in zip(cols, counts[1:]) if n == 0]

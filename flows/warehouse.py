@@ -207,7 +207,7 @@ class Warehouse:
         """An order-independent sha256 fingerprint of a table's columns, types and rows."""
         target = qualified(name, schema)
         cols = con.execute(f"DESCRIBE {target}").fetchall()
-        count, total = con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {target} AS t").fetchone()
+        count, total = con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {target} AS t").fetchall()[0]
         digest = hashlib.sha256()
         digest.update(repr([(c[0], c[1]) for c in cols]).encode())
         digest.update(f"{count}:{total}".encode())
