@@ -608,7 +608,7 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     top = scored["top_alerts"][: int(cfg.get("top", 10))]
     metrics = ", ".join(f"{k} {trained[k]:.3f}" for k in ("auroc", "auprc", "precision", "recall")
                         if trained.get(k) is not None)
-    text = (f"model {trained['model_id']} ({trained['detector']}, validation {metrics or 'unlabelled'})"
+    text = (f"model {trained['model_id']} ({trained['detector']}, held-out validation {metrics or 'unlabelled'})"
             + (f"; replaces {len(retired)} earlier pipeline detector(s)" if retired else "") + "\n"
             + format_alerts({**scored, "top_alerts": top}))
     return {"model_id": trained["model_id"], "scored": scored["scored"], "alerts": scored["alerts"],

@@ -113,7 +113,8 @@ def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, cond
             mask &= frame[column].astype(str) == str(value)
         return frame[mask].reset_index(drop=True)
 
-    full_real = real
+    # The expectation suite describes the population: every real row at hand, unconditioned.
+    full_real = real if holdout is None else pd.concat([real, holdout], ignore_index=True)
     real, holdout = matching(real), matching(holdout)
     if len(real) < 2:
         raise GenerateError(f"only {len(real)} training row(s) meet {conditions}: too few to check the synthetic "

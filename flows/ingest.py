@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -165,6 +166,7 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
 
     staged = read_and_validate(path, kind, table, options or {})
     stage = f"_stage_{uuid.uuid4().hex[:16]}"
+    locked_at = time.perf_counter()
     with wh.transaction() as con:
         check_write_target(con, table, command="ingest")
         previous = already_ingested(con, table, sha256)
@@ -191,6 +193,7 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
         )
     summary.pop("table_hash")
     return {"table": table, "kind": kind, "rows": staged.rows, "table_rows": int(total), "written": True,
+            "write_lock_seconds": round(time.perf_counter() - locked_at, 3),
             "already_ingested": False, "mode": mode, "columns": columns, "sha256": sha256, "source": str(path),
             "summary": summary, "run_id": run_id}
 

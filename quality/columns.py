@@ -42,7 +42,13 @@ def _looks_like_id(name: str, series: pd.Series) -> bool:
     if pd.api.types.is_float_dtype(series) or pd.api.types.is_bool_dtype(series):
         return False
     values = series.dropna()
-    return len(values) >= 20 and values.is_unique and len(values) == len(series)
+    if len(values) < 20 or not values.is_unique or len(values) != len(series):
+        return False
+    if pd.api.types.is_integer_dtype(series):
+        # all-distinct integers are as often a wide measurement (a weight, an amount in cents) seen in a small
+        # sample as they are keys; only a run of consecutive numbers (a row number) is taken for an id
+        return int(values.max()) - int(values.min()) + 1 == len(values)
+    return True
 
 
 def is_numeric_column(series: pd.Series) -> bool:
@@ -54,7 +60,8 @@ def infer_columns(real: pd.DataFrame, id_columns: list[str] | None = None) -> Co
     """Roles from the real table: numeric dtypes (and datetimes) are numeric, the rest categorical.
 
     A column is an id when listed in `id_columns`, or (when `id_columns` is None) named `id`/`*_id`, or a
-    non-float column whose values are all present and unique.
+    non-numeric column whose values are all present and unique, or an integer column numbering its rows
+    (consecutive, each once).
     """
     require_frame(real, "real")
     if id_columns is None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quality.bounds import max_count_beyond_range, max_count_same_rate, tail_limits
 from quality.checks import CheckResult
 from quality.columns import ColumnSpec
 
@@ -52,17 +53,40 @@ def _plain_value(v: Any) -> Any:
 
 def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance: float = 0.02,
                         range_margin: float = 0.05, range_tolerance: float = 0.01, hard_range_margin: float = 1.0,
-                        max_categories: int = 1000, n_synthetic: int | None = None) -> list[dict[str, Any]]:
+                        max_categories: int = 1000, n_synthetic: int | None = None, alpha: float | None = None,
+                        synthetic_non_null: dict[Any, int] | None = None) -> list[dict[str, Any]]:
     """Plain expectation specs from the real table: columns, types, ranges, category sets, nulls, unique ids.
 
-    Numeric ranges come in two strengths. Soft: values within the real [min, max] widened by
-    `range_margin` x range, for all but `range_tolerance` of the rows (a faithful sample of an unbounded
-    distribution lands a few values past the real extremes). Hard: the synthetic min and max within the real
-    ones widened by `hard_range_margin` x range (one absurd value fails). A column with no real nulls must have
-    none; one with null fraction f may have up to f + max(`null_tolerance`, 3 standard errors of the difference
-    of two null fractions over len(real) and `n_synthetic` rows); categorical columns with more than
-    `max_categories` distinct values get no set expectation.
+    Every tolerance is the fixed one below or, when `alpha` is given, what an independent real sample of
+    `n_synthetic` rows stays within with probability 1 - alpha / m (m = the expectations judged this way, so
+    the whole suite false-alarms on real data with probability at most about `alpha`), whichever is looser
+    (`quality.bounds`):
+
+    - nulls: up to the null count an exact binomial test accepts against the real column's (a few even where the
+      real column has none: a rare null is easily missed by a training sample), and at least the real fraction
+      + `null_tolerance` where it has some;
+    - category sets: rows with categories the real column lacks, up to the count the same test accepts against
+      the real column's singletons (Good-Turing: the share of categories seen once estimates the share of rows
+      in categories not seen at all);
+    - soft ranges: values within the real [min, max] widened by `range_margin` x range, for all but
+      `range_tolerance` of the rows, or all but the count exchangeable samples put past the real extremes;
+    - hard ranges: synthetic min and max within the real ones widened by `hard_range_margin` x range (one absurd
+      value fails), or within the extreme-value extrapolation of the real tails when that is wider; a side where
+      fewer than 6 real values lie past the median (a flag, a sparse count) gets no hard limit, since the real
+      sample cannot say how far that tail reaches (the soft check still counts values past the real range).
+
+    Without `alpha` the fixed tolerances alone apply and a column with no real nulls must have none. Categorical
+    columns with more than `max_categories` distinct values get no set expectation.
     """
+    n_real = len(real)
+    n_synth = n_synthetic or n_real
+    non_null = synthetic_non_null or {}
+    alpha_each = None
+    if alpha is not None:
+        judged = sum(1 + (3 if column in spec.numeric and type_family(real[column]) in ("integer", "float")
+                          and column not in spec.ids else 0)
+                     + (1 if column in spec.categorical else 0) for column in real.columns)
+        alpha_each = alpha / max(judged, 1)
     out: list[dict[str, Any]] = [{
         "type": "expect_table_columns_to_match_set", "column": None,
         "kwargs": {"column_set": [str(c) for c in real.columns], "exact_match": True},
@@ -70,21 +94,30 @@ def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance:
     for column in real.columns:
         series = real[column]
         family = type_family(series)
+        n_synth_values = int(non_null.get(column, n_synth))
         out.append({"type": "expect_column_values_to_be_in_type_list", "column": column,
                     "kwargs": {"type_list": sorted({t for f in ACCEPTED_FAMILIES[family] for t in TYPE_FAMILIES[f]})},
                     "label": f"type {family}"})
-        null_fraction = float(series.isna().mean())
-        if null_fraction == 0.0:
+        null_count = int(series.isna().sum())
+        null_fraction = null_count / max(n_real, 1)
+        if alpha_each is None:
+            if null_fraction == 0.0:
+                allowed = 0.0
+            else:
+                # sampling noise of two null fractions (3 standard errors) when it exceeds the fixed tolerance
+                noise = 3.0 * np.sqrt(null_fraction * (1 - null_fraction) * (1 / n_real + 1 / n_synth))
+                allowed = null_fraction + max(null_tolerance, float(noise))
+        else:
+            allowed = max_count_same_rate(null_count, n_real, n_synth, alpha_each) / n_synth
+            if null_count:
+                allowed = max(allowed, null_fraction + null_tolerance)
+        if allowed == 0.0:
             out.append({"type": "expect_column_values_to_not_be_null", "column": column, "kwargs": {},
                         "label": "no nulls"})
-        else:
-            # sampling noise of two null fractions (3 standard errors) when it exceeds the fixed tolerance
-            noise = 3.0 * np.sqrt(null_fraction * (1 - null_fraction) * (1 / len(real) + 1 / (n_synthetic or len(real))))
-            allowed = null_fraction + max(null_tolerance, float(noise))
-            if allowed < 1.0:
-                mostly = round(1.0 - allowed, 6)
-                out.append({"type": "expect_column_values_to_not_be_null", "column": column,
-                            "kwargs": {"mostly": mostly}, "label": f"null fraction <= {1 - mostly:.3f}"})
+        elif allowed < 1.0:
+            mostly = round(1.0 - allowed, 6)
+            out.append({"type": "expect_column_values_to_not_be_null", "column": column,
+                        "kwargs": {"mostly": mostly}, "label": f"null fraction <= {1 - mostly:.3f}"})
         if column in spec.ids:
             out.append({"type": "expect_column_values_to_be_unique", "column": column, "kwargs": {},
                         "label": "unique values (id)"})
@@ -93,22 +126,44 @@ def derive_expectations(real: pd.DataFrame, spec: ColumnSpec, *, null_tolerance:
             if len(values):
                 lo, hi = float(values.min()), float(values.max())
                 pad, hard = range_margin * (hi - lo), hard_range_margin * (hi - lo)
+                tolerance = range_tolerance
+                low_limit: float | None = lo - hard
+                high_limit: float | None = hi + hard
+                if alpha_each is not None:
+                    tolerance = max(tolerance, max_count_beyond_range(len(values), n_synth_values, alpha_each)
+                                    / max(n_synth_values, 1))
+                    tail_low, tail_high = tail_limits(values.to_numpy(dtype=np.float64), n_synth_values,
+                                                      alpha_each)
+                    # a tail the real sample barely shows (a flag or sparse count, nearly always at its median)
+                    # says nothing of how far it reaches: only the soft check's count of outside values applies
+                    low_limit = min(lo - hard, tail_low) if np.isfinite(tail_low) else None
+                    high_limit = max(hi + hard, tail_high) if np.isfinite(tail_high) else None
                 kwargs: dict[str, Any] = {"min_value": lo - pad, "max_value": hi + pad}
-                if range_tolerance > 0:
-                    kwargs["mostly"] = round(1.0 - range_tolerance, 6)
+                if tolerance > 0:
+                    kwargs["mostly"] = round(1.0 - min(tolerance, 1.0), 6)
                 out.append({"type": "expect_column_values_to_be_between", "column": column, "kwargs": kwargs,
                             "label": (f"values within [{lo - pad:g}, {hi + pad:g}]"
-                                      + (f" for {1 - range_tolerance:.0%} of rows" if range_tolerance > 0 else ""))})
-                out.append({"type": "expect_column_min_to_be_between", "column": column,
-                            "kwargs": {"min_value": lo - hard}, "label": f"minimum >= {lo - hard:g}"})
-                out.append({"type": "expect_column_max_to_be_between", "column": column,
-                            "kwargs": {"max_value": hi + hard}, "label": f"maximum <= {hi + hard:g}"})
+                                      + (f" for {1 - tolerance:.1%} of rows" if tolerance > 0 else ""))})
+                if low_limit is not None:
+                    out.append({"type": "expect_column_min_to_be_between", "column": column,
+                                "kwargs": {"min_value": low_limit}, "label": f"minimum >= {low_limit:g}"})
+                if high_limit is not None:
+                    out.append({"type": "expect_column_max_to_be_between", "column": column,
+                                "kwargs": {"max_value": high_limit}, "label": f"maximum <= {high_limit:g}"})
         elif column in spec.categorical:
-            values = pd.unique(series.dropna())
-            if 0 < len(values) <= max_categories:
+            counts = series.dropna().value_counts(sort=False)
+            if 0 < len(counts) <= max_categories:
+                kwargs = {"value_set": [_plain_value(v) for v in counts.index]}
+                label = f"one of {len(counts)} real categories"
+                if alpha_each is not None:
+                    singletons = int((counts == 1).sum())
+                    unseen = max_count_same_rate(singletons, int(counts.sum()), n_synth_values, alpha_each)
+                    if unseen > 0 and n_synth_values > 0:
+                        share = min(unseen / n_synth_values, 1.0)
+                        kwargs["mostly"] = round(1.0 - share, 6)
+                        label += f" for {1 - share:.1%} of rows"
                 out.append({"type": "expect_column_values_to_be_in_set", "column": column,
-                            "kwargs": {"value_set": [_plain_value(v) for v in values]},
-                            "label": f"one of {len(values)} real categories"})
+                            "kwargs": kwargs, "label": label})
     return out
 
 
@@ -156,6 +211,25 @@ def _gx_frame(synthetic: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _integers_with_nulls(real: pd.DataFrame, synthetic: pd.DataFrame) -> pd.DataFrame:
+    """`synthetic` with float columns that are whole numbers plus nulls as nullable integers, where the real
+    column is integer: how pandas stores an integer column that has a missing value, so a real sample with one
+    null in an integer column is not refused for its type. Whole floats without nulls still fail."""
+    out = synthetic
+    for column in real.columns:
+        if column not in synthetic.columns or type_family(real[column]) != "integer":
+            continue
+        values = synthetic[column]
+        if not pd.api.types.is_float_dtype(values) or not values.isna().any():
+            continue
+        present = values.dropna()
+        if np.isfinite(present).all() and (present == np.round(present)).all():
+            if out is synthetic:
+                out = synthetic.copy()
+            out[column] = values.astype("Int64")
+    return out
+
+
 def _check_name(spec: dict[str, Any]) -> str:
     return spec["type"] if spec["column"] is None else f"{spec['type']}[{spec['column']}]"
 
@@ -163,12 +237,14 @@ def _check_name(spec: dict[str, Any]) -> str:
 def validate_expectations(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec,
                           **derive_kwargs: Any) -> list[CheckResult]:
     """Derive the suite from `real`, validate `synthetic` against it; one CheckResult per expectation."""
-    expectations = derive_expectations(real, spec, n_synthetic=len(synthetic), **derive_kwargs)
+    non_null = {c: int(synthetic[c].notna().sum()) for c in real.columns if c in synthetic.columns}
+    expectations = derive_expectations(real, spec, n_synthetic=len(synthetic), synthetic_non_null=non_null,
+                                       **derive_kwargs)
     gx, context = _gx_context()
     suite = build_suite(expectations)
     source = context.data_sources.add_pandas("synthetic")
     batch_definition = source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
-    frame = _gx_frame(synthetic)
+    frame = _gx_frame(_integers_with_nulls(real, synthetic))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})

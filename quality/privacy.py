@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quality.bounds import cluster_share_se, mann_whitney_se, median_se
 from quality.columns import ColumnSpec, category_strings, numeric_values
 from quality.errors import InvalidInputError
 
@@ -155,6 +156,15 @@ def exact_copy_rate(rows: pd.DataFrame, train: pd.DataFrame, spec: ColumnSpec) -
     return float(np.isin(row_hashes(rows, spec), row_hashes(train, spec)).mean())
 
 
+def twin_rate(frame: pd.DataFrame, spec: ColumnSpec) -> float:
+    """Share of rows equal to at least one other row of the same table.
+
+    The no-holdout baseline for exact copies: a fresh row equals one of n real rows about as often as a real
+    row equals one of the n - 1 others (the `duplicate_rate`, which counts only later repeats, is about half).
+    """
+    return float(pd.Series(row_hashes(frame, spec)).duplicated(keep=False).mean())
+
+
 def _auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -187,9 +197,10 @@ def privacy_metrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
     e_train, e_hold, e_synth = e_train[:, used], e_hold[:, used], e_synth[:, used]
 
     # each scan gives both directions: query -> nearest reference rows and reference -> nearest query row
-    to_train, _, train_to_synth = chunked_nearest(e_synth, e_train, k=min(2, n), chunk_rows=chunk_rows,
-                                                  memory_mb=memory_mb)
-    to_hold, _, hold_to_synth = chunked_nearest(e_synth, e_hold, k=1, chunk_rows=chunk_rows, memory_mb=memory_mb)
+    to_train, train_idx, train_to_synth = chunked_nearest(e_synth, e_train, k=min(2, n), chunk_rows=chunk_rows,
+                                                          memory_mb=memory_mb)
+    to_hold, hold_idx, hold_to_synth = chunked_nearest(e_synth, e_hold, k=1, chunk_rows=chunk_rows,
+                                                       memory_mb=memory_mb)
     hold_to_train, _, _ = chunked_nearest(e_hold, e_train, k=min(2, n), chunk_rows=chunk_rows, memory_mb=memory_mb,
                                           track_reference=False)
 
@@ -198,6 +209,11 @@ def privacy_metrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
     closer = (d_train < d_hold - tol).mean()
     ties = (np.abs(d_train - d_hold) <= tol).mean()
     dcr_share = float(closer + 0.5 * ties)
+    # null spread: training and holdout rows are exchangeable, so each pooled row is a training row by a fair
+    # coin that every synthetic row nearest to it shares (ties count 0.5 whatever the coin says)
+    tied = np.abs(d_train - d_hold) <= tol
+    nearest_pooled = np.where(d_train < d_hold, train_idx[:, 0], n + hold_idx[:, 0])
+    dcr_share_se = cluster_share_se(nearest_pooled, weight=(~tied).astype(np.float64))
 
     def nndr(d: np.ndarray) -> np.ndarray:
         if d.shape[1] < 2:
@@ -209,6 +225,11 @@ def privacy_metrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
     nndr_synth, nndr_hold = nndr(to_train), nndr(hold_to_train)
     # membership inference: training rows sit nearer the synthetic data than holdout rows do
     mia = _auroc(-train_to_synth, -hold_to_synth)
+    mia_se = mann_whitney_se(n, n, np.r_[train_to_synth, hold_to_synth])
+    median_synth, median_hold = float(np.median(nndr_synth)), float(np.median(nndr_hold))
+    # standard error of the ratio of two independent medians (delta method), in units of the ratio
+    nndr_ratio_se = (float(np.hypot(median_se(nndr_synth), median_se(nndr_hold)) / median_hold)
+                     if median_hold > 0 else float("nan"))
 
     synth_copy = exact_copy_rate(synthetic, train, spec)
     hold_copy = exact_copy_rate(holdout, train, spec)
@@ -216,12 +237,12 @@ def privacy_metrics(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
         "n_train_sample": n, "n_holdout_sample": n, "n_synthetic": len(synth_s),
         "exact_copy_rate": synth_copy, "holdout_exact_copy_rate": hold_copy,
         "n_synthetic_total": len(synthetic), "n_holdout_total": len(holdout),
-        "dcr_share": dcr_share, "dcr_ties": float(ties),
+        "dcr_share": dcr_share, "dcr_share_se": dcr_share_se, "dcr_ties": float(ties),
         "dcr_train_median": float(np.median(d_train)), "dcr_holdout_median": float(np.median(d_hold)),
         "holdout_dcr_median": float(np.median(hold_to_train[:, 0])),
-        "nndr_median": float(np.median(nndr_synth)), "holdout_nndr_median": float(np.median(nndr_hold)),
+        "nndr_median": median_synth, "holdout_nndr_median": median_hold, "nndr_ratio_se": nndr_ratio_se,
         "nndr_p05": float(np.quantile(nndr_synth, 0.05)), "holdout_nndr_p05": float(np.quantile(nndr_hold, 0.05)),
-        "mia_auroc": mia,
+        "mia_auroc": mia, "mia_auroc_se": mia_se,
         "arrays": {"dcr_synthetic_to_train": d_train, "dcr_synthetic_to_holdout": d_hold,
                    "dcr_holdout_to_train": hold_to_train[:, 0]},
     }
