@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from detectors.persistence import WEIGHTS, BadState, canonical_module, module_specs, one_line
+from detectors.persistence import BadState, module_specs
+from modelkit.errors import one_line
+from modelkit.files import WEIGHTS_FILE, canonical_module
 
 
 def _down_steps(spatial: Sequence[int]) -> int:
@@ -185,5 +187,5 @@ def load_prefixed(prefix: str, module: nn.Module, tensors: dict[str, torch.Tenso
     try:
         module.load_state_dict(own, strict=True)
     except RuntimeError as exc:
-        raise BadState(f"tensors of {prefix!r} do not fit the model: {one_line(exc, 200)}", WEIGHTS) from None
+        raise BadState(f"tensors of {prefix!r} do not fit the model: {one_line(exc, 200)}", WEIGHTS_FILE) from None
     fitted(module)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import json
-import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.errors import (
+    DetectorVersionWarning,
     ImageSizeError,
     InvalidDataError,
     LabelError,
@@ -21,50 +19,23 @@ from detectors.errors import (
     NotFittedError,
 )
 from detectors.features import TabularEncoder
-from detectors.persistence import (
-    MODEL_JSON,
-    WEIGHTS,
-    BadState,
-    canonical,
-    finite_number,
-    mean_std,
-    number_list,
-    one_line,
-    positive_int,
-    read_json,
-    read_weights,
-    require,
-    shape_list,
-)
+from detectors.persistence import BadState, finite_number, mean_std, number_list, positive_int, require, shape_list
 from detectors.windows import point_scores, sliding_windows, window_starts
+import modelkit.params as hyperparameters
+from modelkit import errors as shared
+from modelkit.errors import one_line
+from modelkit.files import (MODEL_FILE, WEIGHTS_FILE, canonical, library_versions, read_envelope,
+                            read_safetensors_checked, warn_if_versions_differ, write_envelope)
 
 FORMAT_VERSION = 2  # 2: GANomaly stores its score normalisers (error scale, code Gaussian)
 KINDS = ("tabular", "timeseries", "image")
+VERSIONED_LIBRARIES = ("numpy", "scikit-learn", "safetensors", "synthwatch", "torch")
+_ENVELOPE_KEYS = ("detector", "params", "base_state", "state", "versions")
 
 
-class DetectorVersionWarning(UserWarning):
-    """A model saved by other library versions than the ones loading it."""
-
-
-def library_versions() -> dict[str, str]:
-    """Versions recorded next to every saved model."""
-    import sklearn
-    import safetensors
-
-    versions = {"numpy": np.__version__, "scikit-learn": sklearn.__version__, "safetensors": safetensors.__version__}
-    try:
-        from importlib.metadata import version
-
-        versions["synthwatch"] = version("synthwatch")
-    except Exception:  # noqa: BLE001 - running from a source checkout without metadata
-        versions["synthwatch"] = "unknown"
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return versions
+def _recorded_versions() -> dict[str, str]:
+    """Versions recorded next to every saved detector (installed libraries only: the file holds strings)."""
+    return {k: v for k, v in library_versions(VERSIONED_LIBRARIES).items() if v is not None}
 
 
 def infer_kind(data: Any) -> str:
@@ -135,41 +106,21 @@ class Detector(ABC):
 
     # ------------------------------------------------------------------ parameters
     @classmethod
-    def _init_parameters(cls) -> dict[str, inspect.Parameter]:
-        """Hyperparameters by name, subclass first, from every `__init__` up the class hierarchy."""
-        found: dict[str, inspect.Parameter] = {}
-        for klass in cls.__mro__:
-            if "__init__" in klass.__dict__ and klass is not object:
-                for p in inspect.signature(klass.__init__).parameters.values():
-                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                        found.setdefault(p.name, p)
-        return found
-
-    @classmethod
     def _param_names(cls) -> list[str]:
-        return list(cls._init_parameters())
+        return hyperparameters.param_names(cls)
 
     @classmethod
     def param_types(cls, name: str) -> tuple[type, ...]:
         """The types hyperparameter `name`'s annotation allows (``float | None`` -> (float, NoneType))."""
-        parameter = cls._init_parameters().get(name)
-        if parameter is None:
-            return (object,)
-        annotation = parameter.annotation
-        if isinstance(annotation, str):
-            names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
-            return tuple(names[part.strip()] for part in annotation.split("|") if part.strip() in names)
-        return (annotation,) if isinstance(annotation, type) else (object,)
+        return hyperparameters.param_types(cls, name)
 
     @classmethod
     def accepts(cls, name: str, value: Any) -> bool:
         """Whether `value` has a type hyperparameter `name` takes (an int passes for a float; a bool only for bool)."""
-        accepted = cls.param_types(name)
-        return any(isinstance(value, t) and not (isinstance(value, bool) and t is not bool) for t in accepted) or (
-            float in accepted and isinstance(value, int) and not isinstance(value, bool))
+        return hyperparameters.accepts(cls, name, value)
 
     def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
+        return hyperparameters.get_params(self)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -405,11 +356,8 @@ class Detector(ABC):
     def save(self, path: str | Path) -> Path:
         """Write `model.json` and `weights.safetensors` into directory `path`; no pickle."""
         import torch
-        from safetensors.torch import save_file
 
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         state, tensors = self._get_state()
         base_state = {
             "kind": self.kind_, "n_train": self.n_train_, "threshold": self.threshold_,
@@ -422,13 +370,11 @@ class Detector(ABC):
         envelope = {
             "format_version": FORMAT_VERSION, "detector": self.name,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "params": self.get_params(), "base_state": base_state, "state": state, "versions": library_versions(),
+            "params": self.get_params(), "base_state": base_state, "state": state,
+            "versions": _recorded_versions(),
         }
-        tensors = {k: canonical(v) for k, v in tensors.items()}
-        tensors["train_scores"] = canonical(torch.from_numpy(self.train_scores_), torch.float64)
-        save_file(tensors, str(path / WEIGHTS))
-        (path / MODEL_JSON).write_text(json.dumps(envelope, indent=2, sort_keys=True))
-        return path
+        tensors = dict(tensors, train_scores=torch.from_numpy(self.train_scores_).to(torch.float64))
+        return write_envelope(path, envelope, tensors, indent=2, sort_keys=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "Detector":
@@ -438,33 +384,28 @@ class Detector(ABC):
         (tampered, truncated, hand-edited) raises a one-line ModelFormatError naming the file.
         """
         path = Path(path)
-        meta_path, weights_path = path / MODEL_JSON, path / WEIGHTS
-        if not meta_path.is_file() or not weights_path.is_file():
-            raise ModelFormatError(f"{path} is not a saved detector (needs {MODEL_JSON} and {WEIGHTS})")
+        if not (path / MODEL_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise ModelFormatError(f"{path} is not a saved detector (needs {MODEL_FILE} and {WEIGHTS_FILE})")
         try:
             return cls._load_checked(path)
         except (ModelFormatError, Warning):
             raise
+        except shared.ModelFormatError as exc:  # the envelope's own checks: they name the file and the problem
+            raise ModelFormatError(f"cannot load {one_line(exc, 1000)}; retrain the detector and save it "
+                                   "again") from None
         except BadState as exc:
             raise ModelFormatError(f"cannot load {path / exc.file}: {one_line(exc)}; retrain the detector and "
                                    "save it again") from None
         except Exception as exc:  # noqa: BLE001 - whatever a tampered file trips must surface as a format error
-            raise ModelFormatError(f"cannot load {path / MODEL_JSON} with {WEIGHTS}: {type(exc).__name__}: "
+            raise ModelFormatError(f"cannot load {path / MODEL_FILE} with {WEIGHTS_FILE}: {type(exc).__name__}: "
                                    f"{one_line(exc)}; retrain the detector and save it again") from exc
 
     @classmethod
     def _load_checked(cls, path: Path) -> "Detector":
         import torch
 
-        envelope = read_json(path / MODEL_JSON)
-        if not isinstance(envelope, dict):
-            raise BadState("the envelope is not a JSON object")
-        if envelope.get("format_version") != FORMAT_VERSION:
-            raise ModelFormatError(
-                f"{path / MODEL_JSON} has format version {one_line(envelope.get('format_version'), 40)}, this "
-                f"synthwatch reads {FORMAT_VERSION}; retrain the detector"
-            )
-        name = require(envelope, "detector", "the envelope")
+        envelope = read_envelope(path, format_version=FORMAT_VERSION, keys=_ENVELOPE_KEYS, finite=True)
+        name = envelope["detector"]
         if cls is Detector:
             from detectors.registry import REGISTRY, get_detector_class
 
@@ -473,49 +414,34 @@ class Detector(ABC):
             klass = get_detector_class(name)
         else:
             if name != cls.name:
-                raise ModelFormatError(f"{path / MODEL_JSON} holds a {one_line(name, 40)!r} detector, not "
+                raise ModelFormatError(f"{path / MODEL_FILE} holds a {one_line(name, 40)!r} detector, not "
                                        f"{cls.name!r}; load it with Detector.load")
             klass = cls
-        params, base, state, saved = (require(envelope, key, "the envelope")
-                                      for key in ("params", "base_state", "state", "versions"))
+        params, base, state, saved = (envelope[key] for key in ("params", "base_state", "state", "versions"))
         if not isinstance(saved, dict) or not all(isinstance(v, str) for v in saved.values()):
             raise BadState("'versions' is not an object of version strings")
-        model = klass._from_params(params)
+        model = klass._from_params(params, path / MODEL_FILE)
         model._set_base_state(base)
         if not isinstance(state, dict):
             raise BadState("'state' is not a JSON object")
-        tensors = read_weights(path / WEIGHTS)
+        tensors = read_safetensors_checked(path / WEIGHTS_FILE, framework="torch")
         train_scores = tensors.pop("train_scores", None)
         if train_scores is None or train_scores.ndim != 1 or len(train_scores) == 0 \
                 or train_scores.dtype != torch.float64:
-            raise BadState("'train_scores' missing or not a non-empty 1-D float64 tensor", WEIGHTS)
+            raise BadState("'train_scores' missing or not a non-empty 1-D float64 tensor", WEIGHTS_FILE)
         model.train_scores_ = canonical(train_scores.numpy(), np.float64)
         if not np.isfinite(model.train_scores_).all():
-            raise BadState("NaN or infinite training scores", WEIGHTS)
+            raise BadState("NaN or infinite training scores", WEIGHTS_FILE)
         model._set_state(state, tensors)
-        current = library_versions()
-        differing = {k: (saved.get(k), v) for k, v in current.items() if k in saved and saved[k] != v}
-        if differing:
-            warnings.warn(
-                f"{path} was saved with other library versions {differing} (saved, current); scores may differ — "
-                "retrain if they matter",
-                DetectorVersionWarning, stacklevel=3,
-            )
+        warn_if_versions_differ(path, saved, _recorded_versions(), category=DetectorVersionWarning,
+                                consequence="scores may differ; retrain if they matter", stacklevel=3)
         return model
 
     @classmethod
-    def _from_params(cls, params: Any) -> "Detector":
-        """A detector built from saved hyperparameters: known names, accepted types, values `fit` would take."""
-        if not isinstance(params, dict):
-            raise BadState("'params' is not a JSON object")
-        known = cls._param_names()
-        unknown = [k for k in params if k not in known]
-        if unknown:
-            raise BadState(f"hyperparameter(s) {one_line(unknown[:5], 80)} unknown to {cls.name}")
-        for name, value in params.items():
-            if not cls.accepts(name, value):
-                wanted = " or ".join("null" if t is type(None) else t.__name__ for t in cls.param_types(name))
-                raise BadState(f"hyperparameter {name!r} = {one_line(value, 40)} is not {wanted}")
+    def _from_params(cls, params: Any, where: Any) -> "Detector":
+        """A detector built from saved hyperparameters (read from file `where`): known names, accepted types, values
+        `fit` would take; those left out take their defaults."""
+        hyperparameters.check_saved_params(cls, params, where, complete=False)
         model = cls(**params)
         try:
             model._check_hyperparameters()

@@ -1,11 +1,13 @@
 """Typed errors of the detectors library: each message names the input and the way out."""
 
+from modelkit import errors as shared
+
 
 class DetectorError(Exception):
     """Base of every error raised by `detectors` for bad input or bad use."""
 
 
-class NotFittedError(DetectorError):
+class NotFittedError(DetectorError, shared.NotFittedError):
     """A detector used before `fit`."""
 
 
@@ -42,5 +44,9 @@ class UnknownDetectorError(DetectorError):
     """A detector name that is not in the registry."""
 
 
-class ModelFormatError(DetectorError):
+class ModelFormatError(DetectorError, shared.ModelFormatError):
     """A saved model directory that is missing files, of another format version or detector, or damaged/tampered."""
+
+
+class DetectorVersionWarning(shared.VersionMismatchWarning):
+    """A detector saved with other library versions than the ones loading it."""

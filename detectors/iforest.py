@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from detectors.base import Detector
-from detectors.persistence import WEIGHTS, BadState, canonical, positive_int, require
+from detectors.persistence import BadState, positive_int, require
+from modelkit.files import WEIGHTS_FILE, canonical
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -116,22 +117,23 @@ class IsolationForest(Detector):
                            f"values per item its {self.kind_} statistics prepare")
         if len(tensors) != n_trees * len(self._KEYS):
             raise BadState(f"{len(tensors)} tree tensors, but {n_trees} trees need {n_trees * len(self._KEYS)}",
-                           WEIGHTS)
+                           WEIGHTS_FILE)
         missing = sorted({f"tree{i}.{k}" for i in range(n_trees) for k in self._KEYS} - set(tensors))
         if missing:
-            raise BadState(f"missing tensor(s) {missing[:4]}", WEIGHTS)
+            raise BadState(f"missing tensor(s) {missing[:4]}", WEIGHTS_FILE)
         trees = []
         for i in range(n_trees):
             tree = {}
             for k in self._KEYS:
                 array = tensors[f"tree{i}.{k}"].numpy()
                 if array.dtype != self._DTYPES[k]:
-                    raise BadState(f"tensor 'tree{i}.{k}' is {array.dtype}, not {np.dtype(self._DTYPES[k])}", WEIGHTS)
+                    raise BadState(f"tensor 'tree{i}.{k}' is {array.dtype}, not {np.dtype(self._DTYPES[k])}",
+                                   WEIGHTS_FILE)
                 tree[k] = array
             try:
                 check_tree(tree, n_features)
             except BadState as exc:
-                raise BadState(f"tree {i} is invalid: {exc}", WEIGHTS) from None
+                raise BadState(f"tree {i} is invalid: {exc}", WEIGHTS_FILE) from None
             trees.append(tree)
         self.max_samples_ = max_samples
         self.n_features_in_ = n_features

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import json
-import math
-import types
-import typing
-import warnings
 from abc import ABC, abstractmethod
-from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
@@ -18,29 +12,16 @@ import pandas as pd
 
 from generators.codec import ModelColumn, TableCodec, matches
 from generators.errors import (ConditionUnreachableError, GeneratorError, InvalidSampleSizeError, ModelFormatError,
-                               NotFittedError, VersionMismatchWarning)
+                               NotFittedError, UnsafeModelError, VersionMismatchWarning)
 from generators.schema import TableSchema, as_schema
+from modelkit import errors as shared
+from modelkit.files import (MODEL_FILE, WEIGHTS_FILE, canonical, library_versions, read_envelope,
+                            read_safetensors_checked, warn_if_versions_differ, write_envelope)
+from modelkit.params import check_saved_params, get_params
 
 FORMAT_VERSION = 1
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
-_VERSIONED = ("synthwatch", "numpy", "pandas", "torch", "scikit-learn", "sdv", "safetensors")
-MAX_MODEL_JSON_BYTES = 64 * 2**20
-MAX_SAFETENSORS_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit
-_DOC_KEYS = ("format_version", "generator", "params", "schema", "codec", "n_train_rows", "model_columns", "state")
-_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4,
-                "U64": 8, "I64": 8, "F64": 8}
-
-
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries a saved model depends on."""
-    out = {}
-    for dist in _VERSIONED:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+VERSIONED_LIBRARIES = ("synthwatch", "numpy", "pandas", "torch", "scikit-learn", "sdv", "safetensors")
+_DOC_KEYS = ("generator", "params", "schema", "codec", "n_train_rows", "model_columns", "state")
 
 
 class Generator(ABC):
@@ -60,8 +41,7 @@ class Generator(ABC):
 
     # ------------------------------------------------------------ params
     def get_params(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return get_params(self)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -96,8 +76,7 @@ class Generator(ABC):
         both sample bit-identically (a column-major matrix and its row-major copy take different BLAS paths).
         """
         state, arrays = self._get_state()
-        self._set_state(json.loads(json.dumps(state, allow_nan=True)),
-                        {k: np.array(v, order="C", copy=True) for k, v in arrays.items()})
+        self._set_state(json.loads(json.dumps(state, allow_nan=True)), {k: canonical(v) for k, v in arrays.items()})
 
     @abstractmethod
     def _fit(self, frame: pd.DataFrame, columns: list[ModelColumn]) -> None: ...
@@ -162,12 +141,8 @@ class Generator(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Write `path/model.json` (params, schema, fitted state, versions) and `path/weights.safetensors`."""
-        from safetensors.numpy import save_file
-
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted; fit it before saving")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         state, arrays = self._get_state() if self.model_columns_ else ({}, {})
         doc = {
             "format_version": FORMAT_VERSION,
@@ -178,11 +153,9 @@ class Generator(ABC):
             "n_train_rows": self.n_train_rows_,
             "model_columns": [[c.name, c.type, c.n_categories] for c in self.model_columns_],
             "state": state,
-            "versions": library_versions(),
+            "versions": library_versions(VERSIONED_LIBRARIES),
         }
-        (path / MODEL_FILE).write_text(json.dumps(doc, indent=1, allow_nan=True))
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / WEIGHTS_FILE))
-        return path
+        return write_envelope(path, doc, arrays, indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "Generator":
@@ -194,13 +167,18 @@ class Generator(ABC):
         path = Path(path)
         try:
             return cls._load(path)
-        except ModelFormatError as exc:
+        except shared.ModelFormatError as exc:
             msg = " ".join(str(exc).split())
             if str(path) not in msg:
                 msg = f"{path / MODEL_FILE}: {msg}"
-            if msg == str(exc):
+            if isinstance(exc, GeneratorError):
+                error = type(exc)
+            else:  # a check of the shared envelope: it says what is wrong, the way out is ours
+                error = UnsafeModelError if isinstance(exc, shared.UnsafeModelError) else ModelFormatError
+                msg = f"{msg}; re-train the model, or point to a directory Generator.save wrote"
+            if error is type(exc) and msg == str(exc):
                 raise
-            raise type(exc)(msg) from exc
+            raise error(msg) from exc
         except Warning:  # a VersionMismatchWarning that a warnings filter turned into an error
             raise
         except Exception as exc:  # noqa: BLE001 - never KeyboardInterrupt/SystemExit (BaseException)
@@ -212,15 +190,8 @@ class Generator(ABC):
     def _load(cls, path: Path) -> "Generator":
         from generators.registry import REGISTRY, get_generator_class
 
-        doc = _read_model_json(path / MODEL_FILE)
+        doc = read_envelope(path, format_version=FORMAT_VERSION, keys=_DOC_KEYS)
         where = path / MODEL_FILE
-        missing = [k for k in _DOC_KEYS if k not in doc]
-        if missing:
-            raise ModelFormatError(f"{where} lacks the key {missing[0]!r}; it was not written by Generator.save")
-        version = doc["format_version"]
-        if isinstance(version, bool) or version != FORMAT_VERSION:
-            raise ModelFormatError(f"{where} has model format {str(version)[:20]!r}, this synthwatch reads "
-                                   f"{FORMAT_VERSION}; re-train the model with this version")
         name = doc["generator"]
         if not isinstance(name, str) or name not in REGISTRY:
             raise ModelFormatError(f"{where} names unknown generator {str(name)[:50]!r}; known: "
@@ -228,16 +199,13 @@ class Generator(ABC):
         klass = get_generator_class(name)
         if cls is not Generator and not issubclass(klass, cls):
             raise ModelFormatError(f"{path} holds a {name!r} model, not a {cls.__name__}")
-        saved, running = doc.get("versions", {}), library_versions()
+        saved = doc.get("versions", {})
         if not isinstance(saved, dict):
             raise ModelFormatError(f"{where}: 'versions' is not a mapping of library to version")
-        diff = {k: (saved.get(k), running.get(k)) for k in running if saved.get(k) != running.get(k)}
-        if diff:
-            warnings.warn(f"model {path} was saved with other library versions "
-                          + ", ".join(f"{k} {str(a)[:30]} (now {b})" for k, (a, b) in diff.items())
-                          + "; samples may differ from the original; re-train to silence this",
-                          VersionMismatchWarning, stacklevel=3)
-        check_params(klass, doc["params"], where)
+        warn_if_versions_differ(path, saved, library_versions(VERSIONED_LIBRARIES), category=VersionMismatchWarning,
+                                consequence="samples may differ from the original; re-train to silence this",
+                                stacklevel=3)
+        check_saved_params(klass, doc["params"], where, complete=True)
         obj = klass(**doc["params"])
         if not isinstance(doc["schema"], dict) or not isinstance(doc["codec"], dict):
             raise ModelFormatError(f"{where}: 'schema' and 'codec' must be mappings")
@@ -269,122 +237,6 @@ class Generator(ABC):
                                        f"{name!r} model ({type(exc).__name__}: {str(exc)[:200]})") from exc
         obj.codec_ = codec
         return obj
-
-
-def _read_model_json(path: Path) -> dict:
-    """The parsed model.json, refusing what is missing, not a regular file, oversized or not a JSON object."""
-    if not path.exists():
-        raise ModelFormatError(f"no {MODEL_FILE} in {path.parent}; point to a directory written by Generator.save")
-    if not path.is_file():
-        raise ModelFormatError(f"{path} is not a regular file")
-    with open(path, "rb") as f:
-        raw = f.read(MAX_MODEL_JSON_BYTES + 1)
-    if len(raw) > MAX_MODEL_JSON_BYTES:
-        raise ModelFormatError(f"{path} is larger than {MAX_MODEL_JSON_BYTES} bytes; no saved model is that large")
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelFormatError(f"{path} is not valid JSON ({exc}); re-train the model") from exc
-    except RecursionError as exc:
-        raise ModelFormatError(f"{path} is nested too deeply to be a saved model") from exc
-    if not isinstance(doc, dict):
-        raise ModelFormatError(f"{path} holds a JSON {type(doc).__name__}, not a saved model's object")
-    return doc
-
-
-def read_safetensors_checked(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a safetensors file as C-contiguous copies, after checking its header against the file.
-
-    Refuses (ModelFormatError naming the file) a missing or truncated file, a header length beyond the file or
-    MAX_SAFETENSORS_HEADER_BYTES, a header that is not JSON, unknown dtypes, and offsets or sizes that do not fit.
-    """
-    from safetensors.numpy import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path} is missing or not a regular file; the model needs its weights")
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ModelFormatError(f"{path} is truncated ({len(data)} bytes, shorter than the 8-byte header length)")
-    n = int.from_bytes(data[:8], "little")
-    if n > MAX_SAFETENSORS_HEADER_BYTES or 8 + n > len(data):
-        raise ModelFormatError(f"{path} declares a {n}-byte header, beyond the file ({len(data)} bytes) or the "
-                               f"{MAX_SAFETENSORS_HEADER_BYTES}-byte cap; the file is truncated or forged")
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelFormatError(f"{path} has a header that is not JSON ({type(exc).__name__})") from exc
-    if not isinstance(header, dict):
-        raise ModelFormatError(f"{path} has a header that is not a JSON object")
-    body = len(data) - 8 - n
-    spans = []
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        ok = (isinstance(info, dict) and info.get("dtype") in _ST_ITEMSIZE and isinstance(info.get("shape"), list)
-              and all(_is_count(x) for x in info["shape"]) and isinstance(info.get("data_offsets"), list)
-              and len(info["data_offsets"]) == 2 and all(_is_count(x) for x in info["data_offsets"]))
-        if not ok:
-            raise ModelFormatError(f"{path}: header entry {str(key)[:50]!r} is malformed")
-        begin, end = info["data_offsets"]
-        if not begin <= end <= body or end - begin != math.prod(info["shape"]) * _ST_ITEMSIZE[info["dtype"]]:
-            raise ModelFormatError(f"{path}: tensor {key!r} has offsets {[begin, end]} that do not fit its shape "
-                                   f"{info['shape'][:8]} or the file's {body} data bytes; the file is truncated "
-                                   "or forged")
-        spans.append((begin, end))
-    spans.sort()
-    if [b for b, _ in spans] != [0] + [e for _, e in spans[:-1]] or (spans[-1][1] if spans else 0) != body:
-        raise ModelFormatError(f"{path}: tensors overlap or leave gaps in the data; the file is forged")
-    try:
-        arrays = load(data)
-    except Exception as exc:  # noqa: BLE001 - the library's own checks, whatever it raises
-        raise ModelFormatError(f"{path} is not a valid safetensors file ({str(exc)[:200]})") from exc
-    return {k: np.array(v, order="C", copy=True) for k, v in arrays.items()}
-
-
-def _is_count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def check_params(klass: type, params: Any, where: Any) -> None:
-    """Refuse saved hyperparameters that are not exactly the keyword arguments of `klass` with fitting JSON types."""
-    names = [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
-    if not isinstance(params, dict):
-        raise ModelFormatError(f"{where}: params must be a mapping of hyperparameter to value")
-    unknown = sorted(str(k)[:50] for k in params if k not in names)
-    if unknown:
-        raise ModelFormatError(f"{where}: unknown param {unknown[0]!r} for {klass.__name__}; it takes {names}")
-    absent = [k for k in names if k not in params]
-    if absent:
-        raise ModelFormatError(f"{where}: param {absent[0]!r} is missing; a saved model records every one")
-    hints = typing.get_type_hints(klass.__init__)
-    for k, v in params.items():
-        if not _fits(v, hints.get(k, Any)):
-            raise ModelFormatError(f"{where}: param {k}={str(v)[:50]!r} is not a {hints.get(k, 'JSON value')}")
-
-
-def _fits(v: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a simple type hint (int, float, bool, str, None, unions and lists of them)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(v, a) for a in typing.get_args(hint))
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return isinstance(v, list) and all(_fits(x, item) for x in v)
-    if hint is Any:
-        return v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))
-    if hint is type(None):
-        return v is None
-    if hint is bool:
-        return isinstance(v, bool)
-    if hint is int:
-        return isinstance(v, int) and not isinstance(v, bool)
-    if hint is float:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if hint is str:
-        return isinstance(v, str)
-    return False
 
 
 def take_array(arrays: Mapping[str, np.ndarray], key: str, dtype: Any, shape: tuple | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from modelkit import errors as shared
+
 
 class GeneratorError(Exception):
     """Base of every error raised by `generators` (the CLI catches this one)."""
@@ -22,7 +24,7 @@ class SchemaError(GeneratorError, ValueError):
     """A table schema that is malformed or does not match the data."""
 
 
-class NotFittedError(GeneratorError, RuntimeError):
+class NotFittedError(GeneratorError, shared.NotFittedError, RuntimeError):
     """`sample` or `save` called on a generator that has not been fitted."""
 
 
@@ -38,13 +40,13 @@ class ConditionUnreachableError(ConditionError):
     """Rejection sampling could not reach the requested number of rows matching the conditions."""
 
 
-class ModelFormatError(GeneratorError, ValueError):
+class ModelFormatError(GeneratorError, shared.ModelFormatError, ValueError):
     """A saved model directory that is missing, corrupt, or written by an incompatible format."""
 
 
-class UnsafeModelError(ModelFormatError):
+class UnsafeModelError(ModelFormatError, shared.UnsafeModelError):
     """A saved model that asks to rebuild an object outside the allow-list (refused, never unpickled)."""
 
 
-class VersionMismatchWarning(UserWarning):
-    """A model saved with other library versions than the running ones."""
+class VersionMismatchWarning(shared.VersionMismatchWarning):
+    """A generator saved with other library versions than the running ones."""

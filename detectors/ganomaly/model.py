@@ -13,7 +13,8 @@ from detectors.base import Detector
 from detectors.errors import InvalidDataError
 from detectors.ganomaly.loss import DiscriminatorLoss, GeneratorLoss
 from detectors.ganomaly.torch_model import Discriminator, GanomalyGenerator
-from detectors.persistence import WEIGHTS, BadState, canonical, check_tensors, mean_std, require
+from detectors.persistence import BadState, check_tensors, mean_std, require
+from modelkit.files import WEIGHTS_FILE, canonical
 
 log = logging.getLogger("detectors.ganomaly")
 
@@ -186,7 +187,7 @@ class Ganomaly(Detector):
                      "code_precision": ((latent, latent), torch.float64)}
         check_tensors(tensors, expected)
         if not bool((tensors["error_scale"] > 0).all()):
-            raise BadState("tensor 'error_scale' must be positive", WEIGHTS)
+            raise BadState("tensor 'error_scale' must be positive", WEIGHTS_FILE)
         with seeded(self.seed):  # the weights are overwritten; the seed only keeps the global RNG untouched
             self._build(shape)
         for name in ("error_scale", "code_mean", "code_precision"):

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from detectors.base import Detector
-from detectors.persistence import is_canonical
+from modelkit.files import is_canonical
 from detectors.registry import REGISTRY, create_detector
 
 CASES = [(name, kind) for name, spec in REGISTRY.items() for kind in spec.kinds]

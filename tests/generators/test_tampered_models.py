@@ -185,10 +185,10 @@ def test_missing_weights_file_is_refused(copy_of):
 
 
 def test_oversized_or_garbage_model_json_is_refused(copy_of, monkeypatch):
-    import generators.base as base
+    import modelkit.files
 
     path = copy_of("cart")
-    monkeypatch.setattr(base, "MAX_MODEL_JSON_BYTES", 1000)
+    monkeypatch.setattr(modelkit.files, "MAX_MODEL_JSON_BYTES", 1000)
     _refused(path, "larger")
     monkeypatch.undo()
     for garbage in (b"\xff\xfe\x00garbage", b"[1, 2]", b'{"format_version": 1'):
