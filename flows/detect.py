@@ -6,7 +6,6 @@ import json
 import logging
 import shutil
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from detectors.errors import LabelError
+from flows.bookkeeping import insert_row, now_utc as _now, record_table
 from flows.config import Settings
 from flows.errors import SynthwatchError, TableNotFound
 from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
@@ -24,87 +24,23 @@ from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_na
 
 VALIDATION_SHARE = 0.2
 
-DETECTORS_DDL = """
-CREATE TABLE IF NOT EXISTS main._detectors (
-    model_id VARCHAR PRIMARY KEY,
-    detector VARCHAR NOT NULL,
-    table_name VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    path VARCHAR NOT NULL,
-    feature_columns JSON NOT NULL,
-    key_column VARCHAR,
-    label_column VARCHAR,
-    normal_value VARCHAR,
-    params JSON NOT NULL,
-    n_train BIGINT NOT NULL,
-    n_validation BIGINT NOT NULL,
-    threshold DOUBLE NOT NULL,
-    threshold_source VARCHAR NOT NULL,
-    score_mode VARCHAR NOT NULL,
-    auroc DOUBLE,
-    auprc DOUBLE,
-    "precision" DOUBLE,
-    recall DOUBLE,
-    source_hash VARCHAR NOT NULL,
-    run_id VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL
-)
-"""
-
-# Columns added after the first release: added in place to a warehouse written before them.
-DETECTOR_COLUMNS_ADDED = {"n_selection": "BIGINT", "n_report": "BIGINT", "selection_auroc": "DOUBLE",
-                          "selection_auprc": "DOUBLE"}
-
-
-def ensure_detector_tables(con) -> None:
-    """Create `_detectors` (inside the caller's write transaction) and add columns later releases introduced."""
-    con.execute(DETECTORS_DDL)
-    for column, sql_type in DETECTOR_COLUMNS_ADDED.items():
-        con.execute(f"ALTER TABLE main._detectors ADD COLUMN IF NOT EXISTS {column} {sql_type}")
-
-
-SCORES_DDL = """
-CREATE TABLE IF NOT EXISTS main.anomaly_scores (
-    model_id VARCHAR NOT NULL,
-    table_name VARCHAR NOT NULL,
-    item_key VARCHAR NOT NULL,
-    score DOUBLE NOT NULL,
-    threshold DOUBLE NOT NULL,
-    is_alert BOOLEAN NOT NULL,
-    scored_at TIMESTAMP NOT NULL,
-    run_id VARCHAR NOT NULL
-)
-"""
-
-ALERTS_VIEW = """
-CREATE OR REPLACE VIEW main.alerts AS
-SELECT model_id, table_name, item_key, score, threshold, scored_at, run_id
-FROM main.anomaly_scores WHERE is_alert ORDER BY score DESC
-"""
-
-
 class DetectFlowError(SynthwatchError):
     """A detect train/score request that cannot run: unknown model, bad label column, unusable table."""
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 # ------------------------------------------------------------------ reading tables into detector inputs
 def table_kind(wh: Warehouse, table: str) -> tuple[str, dict]:
-    """The data kind of a table (from its latest ingest, or its columns) and the ingest summary."""
+    """The data kind of a table and what its writer recorded (series columns...), from the warehouse catalog.
+
+    A table made outside synthwatch has no catalog entry and is read as a table (tabular).
+    """
+    from flows.bookkeeping import catalog_entry
+
     with wh.read() as con:
-        found = con.execute("SELECT kind, summary FROM main._ingestions WHERE lower(table_name) = lower(?) "
-                            "AND status = 'ok' ORDER BY finished_at DESC LIMIT 1", [table]).fetchall()
-        row = found[0] if found else None
-        columns = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
-    summary = json.loads(row[1]) if row and row[1] else {}
-    if "pixels" in columns:
-        return "image", summary
-    if row and row[0] == "timeseries":
-        return "timeseries", summary
-    return "tabular", summary
+        entry = catalog_entry(con, table)
+    if entry is None:
+        return "tabular", {}
+    return entry["kind"], entry["detail"]
 
 
 def read_table(wh: Warehouse, table: str, kind: str, summary: dict) -> pd.DataFrame:
@@ -312,11 +248,8 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
               "source_hash": source_hash, "run_id": run_id or model_id, "created_at": _now()}
     try:
         with wh.transaction() as con:
-            ensure_detector_tables(con)
             remove_orphans(con, settings.models_dir, settings.db_path)
-            columns = ", ".join(quote_ident(c) for c in record)
-            con.execute(f"INSERT INTO main._detectors ({columns}) VALUES ({', '.join('?' * len(record))})",
-                        list(record.values()))
+            insert_row(con, "_detectors", record)
             staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -335,15 +268,13 @@ def list_detectors(settings: Settings) -> list[dict]:
     if not settings.db_path.exists():
         return []
     columns = ["model_id", "detector", "table_name", "kind", "score_mode", "threshold", "threshold_source",
-               "n_train", "auroc", "auprc", "precision", "recall", *DETECTOR_COLUMNS_ADDED, "created_at"]
+               "n_train", "auroc", "auprc", "precision", "recall", "n_selection", "n_report", "selection_auroc",
+               "selection_auprc", "created_at"]
     with Warehouse(settings.db_path).read() as con:
         if not Warehouse.exists(con, "_detectors"):
             return []
-        present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                             "WHERE table_schema = 'main' AND table_name = '_detectors'").fetchall()}
-        # A warehouse written before a column existed reads it as null (readers never migrate).
-        select = ", ".join(quote_ident(c) if c in present else f"NULL AS {quote_ident(c)}" for c in columns)
-        rows = con.execute(f"SELECT {select} FROM main._detectors ORDER BY created_at DESC").fetchall()
+        rows = con.execute(f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM main._detectors "
+                           "ORDER BY created_at DESC").fetchall()
     return [{c: (str(v) if c == "created_at" else v) for c, v in zip(columns, row)} for row in rows]
 
 
@@ -436,11 +367,11 @@ def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | 
                         "score": scores, "threshold": threshold, "is_alert": scores > threshold,
                         "scored_at": scored_at, "run_id": run_id or model_id})
     with wh.transaction() as con:
-        con.execute(SCORES_DDL)
         replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ?",
                                [model_id, table]).fetchall()[0][0]
         Warehouse.write_frame(con, "anomaly_scores", out, mode="append", internal=True)
-        con.execute(ALERTS_VIEW)
+        record_table(con, "anomaly_scores", kind="tabular", origin="pipeline",
+                     detail={"written_by": "detect score"}, run_id=run_id)
     top = out[out["is_alert"]].sort_values("score", ascending=False).head(10)
     return {"model_id": model_id, "table": table, "scored": int(len(out)), "alerts": int(out["is_alert"].sum()),
             "replaced": int(replaced), "threshold": threshold,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,34 +13,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
+from flows.bookkeeping import forget_table, insert_row, now_utc as _now
 from flows.config import Settings
 from flows.errors import GateFailed
 from flows.warehouse import Warehouse, qualified, validate_table_name
-
-QUALITY_DDL = """
-CREATE TABLE IF NOT EXISTS main._quality_reports (
-    report_id VARCHAR PRIMARY KEY,
-    table_name VARCHAR NOT NULL,
-    passed BOOLEAN NOT NULL,
-    failing JSON NOT NULL,
-    checks JSON NOT NULL,
-    thresholds JSON NOT NULL,
-    source JSON NOT NULL,
-    published_schema VARCHAR,
-    report_path VARCHAR NOT NULL,
-    n_real BIGINT NOT NULL,
-    n_synthetic BIGINT NOT NULL,
-    n_holdout BIGINT,
-    seconds DOUBLE NOT NULL,
-    run_id VARCHAR,
-    created_at TIMESTAMP NOT NULL
-)
-"""
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
 
 def quality_config(settings: Settings) -> dict[str, Any]:
     """The `quality:` section of the pipeline config: thresholds (validated now, so a typo fails fast), target."""
@@ -120,14 +95,14 @@ def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, ho
 def record_gate(con, result: dict[str, Any], *, published_schema: str | None = None,
                 run_id: str | None = None) -> str:
     """Append one row to `_quality_reports` (created if missing) inside the caller's transaction."""
-    con.execute(QUALITY_DDL)
-    con.execute(
-        "INSERT INTO main._quality_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [result["report_id"], result["table"], bool(result["passed"]), json.dumps(result["failing"]),
-         json.dumps(result["checks"]), json.dumps(result["thresholds"]), json.dumps(result["source"], default=str),
-         published_schema, result["report_path"], int(result["n_real"]), int(result["n_synthetic"]),
-         None if result["n_holdout"] is None else int(result["n_holdout"]),
-         float(result["timings"].get("total", 0.0)), run_id, _now()])
+    insert_row(con, "_quality_reports", {
+        "report_id": result["report_id"], "table_name": result["table"], "passed": bool(result["passed"]),
+        "failing": json.dumps(result["failing"]), "checks": json.dumps(result["checks"]),
+        "thresholds": json.dumps(result["thresholds"]), "source": json.dumps(result["source"], default=str),
+        "published_schema": published_schema, "report_path": result["report_path"],
+        "n_real": int(result["n_real"]), "n_synthetic": int(result["n_synthetic"]),
+        "n_holdout": None if result["n_holdout"] is None else int(result["n_holdout"]),
+        "seconds": float(result["timings"].get("total", 0.0)), "run_id": run_id, "created_at": _now()})
     return result["report_id"]
 
 
@@ -137,6 +112,7 @@ def quarantine_or_publish(wh: Warehouse, con, table: str, df: pd.DataFrame, pass
     if passed:
         wh.write_frame(con, table, df, mode="replace", schema="main")
         con.execute(f"DROP TABLE IF EXISTS {qualified(table, 'quarantine')}")
+        forget_table(con, table, schema="quarantine")
         return "main"
     wh.write_frame(con, table, df, mode="replace", schema="quarantine")
     return "quarantine"
@@ -198,5 +174,5 @@ def check_validate_request(settings: Settings, real: str, synthetic: str, holdou
     quality_config(settings)
 
 
-__all__ = ["run_gate", "record_gate", "quarantine_or_publish", "validate_flow", "QUALITY_DDL",
+__all__ = ["run_gate", "record_gate", "quarantine_or_publish", "validate_flow",
            "failure_message", "summary_markdown", "quality_config", "check_validate_request"]

@@ -6,27 +6,14 @@ import json
 import os
 import time
 from pathlib import Path
-from datetime import datetime, timezone
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from flows.bookkeeping import insert_row, now_utc, record_table
 from flows.errors import GateFailed, SynthwatchError
 from flows.warehouse import Warehouse, check_write_target, validate_table_name
-
-GENERATIONS_DDL = """
-CREATE TABLE IF NOT EXISTS main._generations (
-    table_name VARCHAR NOT NULL,
-    model_id VARCHAR NOT NULL,
-    rows BIGINT NOT NULL,
-    seed BIGINT,
-    conditions JSON,
-    published_schema VARCHAR,
-    created_at TIMESTAMP NOT NULL
-)
-"""
-
 
 # The checks a person looks at first; every check is in the report and in `_quality_reports`.
 HEADLINE_CHECKS = ("accuracy", "discriminator_auc", "dcr_share", "exact_copy_rate", "mia_auroc", "utility_drop")
@@ -67,7 +54,7 @@ def check_generate_args(rows: int, table: str, where: str | None) -> dict[str, s
     if rows > max_rows():
         raise GenerateError(f"--rows {rows:,} is more than one generate may write ({max_rows():,}); ask for fewer "
                             "rows, or raise SYNTHWATCH_MAX_ROWS if the machine has the memory")
-    validate_table_name(table)
+    validate_table_name(table, writing=True)
     return parse_where(where)
 
 
@@ -81,13 +68,16 @@ def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: di
     from flows.gate import quarantine_or_publish, record_gate
 
     check_write_target(con, table, command="generate", replace=replace)  # decided here, inside the transaction
-    con.execute(GENERATIONS_DDL)
     passed = True if gate is None else bool(gate["passed"])
     schema = quarantine_or_publish(Warehouse(settings.db_path), con, table, df, passed)
     meta = model_row.get("_generation", {})
-    con.execute("INSERT INTO main._generations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [table, model_row["model_id"], len(df), meta.get("seed"), json.dumps(meta.get("conditions") or {}),
-                 schema, datetime.now(timezone.utc).replace(tzinfo=None)])
+    insert_row(con, "_generations", {
+        "table_name": table, "model_id": model_row["model_id"], "rows": len(df), "seed": meta.get("seed"),
+        "conditions": json.dumps(meta.get("conditions") or {}), "published_schema": schema,
+        "created_at": now_utc()})
+    record_table(con, table, schema=schema, kind="tabular", origin="generated",
+                 detail={"model_id": model_row["model_id"], "source_table": model_row.get("source_table"),
+                         "passed_gate": passed}, run_id=meta.get("run_id"))
     if gate is not None:
         record_gate(con, gate, published_schema=schema, run_id=meta.get("run_id"))
     return {"table": table, "rows": len(df), "schema": schema, "published": schema == "main"}

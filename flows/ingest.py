@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,10 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from flows import readers
+from flows.bookkeeping import insert_row, now_utc, record_table
 from flows.errors import IngestError
 from flows.validation import validate_frame
 from flows.warehouse import Warehouse, check_write_target, qualified, quote_ident, validate_table_name
-
-
-def now_utc() -> datetime:
-    """Naive UTC, the warehouse's timestamp convention."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def already_ingested(con: duckdb.DuckDBPyConnection, table: str, sha256: str) -> dict | None:
@@ -185,12 +180,13 @@ def ingest_source(wh: Warehouse, source: str | Path, *, kind: str, table: str, m
         _install_staged(con, stage, table, mode)
         total = con.execute(f"SELECT count(*) FROM {qualified(table)}").fetchall()[0][0]
         summary = {**staged.summary, "table_hash": Warehouse.hash_table(con, table)}
-        con.execute(
-            "INSERT INTO main._ingestions (run_id, source, sha256, kind, table_name, mode, rows, columns, status, "
-            "summary, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
-            [run_id, str(path), sha256, kind, table, mode, staged.rows, len(columns),
-             json.dumps(summary, default=str), started, now_utc()],
-        )
+        insert_row(con, "_ingestions", {
+            "run_id": run_id, "source": str(path), "sha256": sha256, "kind": kind, "table_name": table,
+            "mode": mode, "rows": staged.rows, "columns": len(columns), "status": "ok",
+            "summary": json.dumps(summary, default=str), "started_at": started, "finished_at": now_utc()})
+        record_table(con, table, kind=kind, origin="ingested", run_id=run_id,
+                     detail={"source": str(path), **{k: summary[k] for k in ("time_column", "id_column")
+                                                     if summary.get(k)}})
     summary.pop("table_hash")
     return {"table": table, "kind": kind, "rows": staged.rows, "table_rows": int(total), "written": True,
             "write_lock_seconds": round(time.perf_counter() - locked_at, 3),

@@ -100,7 +100,9 @@ def check_pipeline(settings: Settings, stages: list[str]) -> None:
 
 
 def warehouse_summary(settings: Settings) -> dict:
-    """Every table with its row count and columns, and the latest ingests."""
+    """Every table with its row count, columns, kind and origin (from the catalog), and the latest ingests."""
+    from flows.bookkeeping import catalog_entry
+
     wh = Warehouse(settings.db_path)
     with wh.read() as con:
         tables = []
@@ -112,10 +114,14 @@ def warehouse_summary(settings: Settings) -> dict:
                     continue
                 rows = con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
                 ncols = len(con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall())
-                tables.append({"schema": schema, "table": name, "rows": int(rows), "columns": ncols})
+                entry = catalog_entry(con, name, schema)
+                tables.append({"schema": schema, "table": name, "rows": int(rows), "columns": ncols,
+                               "kind": entry["kind"] if entry else None,
+                               "origin": entry["origin"] if entry else ("bookkeeping" if name.startswith("_")
+                                                                        else "user")})
         ingests = con.execute(
             "SELECT table_name, kind, rows, finished_at FROM main._ingestions ORDER BY finished_at DESC LIMIT 10"
-        ).fetchall()
+        ).fetchall() if Warehouse.exists(con, "_ingestions") else []
     return {"db": str(settings.db_path), "tables": tables, "views": sorted(views),
             "recent_ingests": [{"table": t, "kind": k, "rows": int(r), "at": str(a)} for t, k, r, a in ingests]}
 
@@ -123,7 +129,8 @@ def warehouse_summary(settings: Settings) -> dict:
 def format_summary(summary: dict) -> str:
     lines = [f"warehouse {summary['db']}"]
     for t in summary["tables"]:
-        lines.append(f"  {t['schema'] + '.' + t['table']:<40} {t['rows']:>10,} rows  {t['columns']:>4} columns")
+        what = f"{t['kind'] or '':<10} {t['origin']:<11}"
+        lines.append(f"  {t['schema'] + '.' + t['table']:<40} {t['rows']:>10,} rows  {t['columns']:>4} columns  {what}")
     if summary.get("views"):
         lines.append(f"  views: {', '.join(summary['views'])}")
     return "\n".join(lines)

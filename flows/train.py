@@ -15,27 +15,11 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from flows.bookkeeping import catalog_entry, insert_row, record_table
 from flows.errors import SynthwatchError
 from flows.modelstore import mark, remove_orphans, staging_dir
 from flows.warehouse import Warehouse, validate_table_name
 
-MODELS_DDL = """
-CREATE TABLE IF NOT EXISTS main._models (
-    model_id VARCHAR PRIMARY KEY,
-    generator VARCHAR NOT NULL,
-    params JSON NOT NULL,
-    source_table VARCHAR NOT NULL,
-    source_hash VARCHAR NOT NULL,
-    train_table VARCHAR NOT NULL,
-    holdout_table VARCHAR,
-    train_rows BIGINT NOT NULL,
-    holdout_rows BIGINT NOT NULL,
-    seed BIGINT NOT NULL,
-    fit_seconds DOUBLE NOT NULL,
-    path VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL
-)
-"""
 MODEL_COLUMNS = ("model_id", "generator", "params", "source_table", "source_hash", "train_table", "holdout_table",
                  "train_rows", "holdout_rows", "seed", "fit_seconds", "path", "created_at")
 
@@ -71,13 +55,23 @@ def check_train_args(generator: str, holdout: float, epochs: int | None, params:
     return params
 
 
-def check_trainable_table(wh: Warehouse, table: str) -> None:
-    """Raise before any flow starts if the table is missing, has no rows or has an all-null column."""
+def check_trainable_table(wh: Warehouse, table: str, generator: str | None = None) -> None:
+    """Raise before any flow starts if the table is missing, holds a kind of data the generator does not learn,
+    has no rows or has an all-null column."""
+    from flows.bookkeeping import catalog_entry
     from flows.warehouse import qualified, quote_ident
+    from generators.registry import REGISTRY, get_entry
 
     if not wh.table_exists(table):
         wh.read_frame(table)  # raises TableNotFound listing the tables
     with wh.read() as con:
+        entry = catalog_entry(con, table)
+        kind = entry["kind"] if entry else "tabular"
+        if generator is not None and get_entry(generator).modality != kind:
+            fitting = sorted(n for n, e in REGISTRY.items() if e.modality == kind)
+            raise TrainError(f"table {table} holds {kind} data and generator {generator!r} learns "
+                             f"{get_entry(generator).modality} tables; generators for {kind} data: "
+                             f"{', '.join(fitting) if fitting else 'none yet'}")
         cols = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
         counts = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(c)})" for c in cols)
                              + f" FROM {qualified(table)}").fetchall()[0]
@@ -154,13 +148,14 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
            "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
     try:
         with wh.transaction() as con:
-            con.execute(MODELS_DDL)
             remove_orphans(con, Path(models_dir), Path(db_path))
-            Warehouse.write_frame(con, train_table, train, internal=True)
-            if holdout_table:
-                Warehouse.write_frame(con, holdout_table, hold, internal=True)
-            con.execute(f"INSERT INTO main._models ({', '.join(MODEL_COLUMNS)}) VALUES "
-                        f"({', '.join('?' * len(MODEL_COLUMNS))})", [row[c] for c in MODEL_COLUMNS])
+            source = catalog_entry(con, table)
+            for name, frame in ((train_table, train), (holdout_table, hold)):
+                if name:
+                    Warehouse.write_frame(con, name, frame, internal=True)
+                    record_table(con, name, kind=source["kind"] if source else "tabular", origin="pipeline",
+                                 detail={"model_id": model_id, "source_table": table})
+            insert_row(con, "_models", {c: row[c] for c in MODEL_COLUMNS})
             staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -197,7 +192,7 @@ def run_train(settings, table: str, generator: str, *, epochs: int | None = None
 
     validate_table_name(table)
     params = check_train_args(generator, holdout, epochs, params)
-    check_trainable_table(Warehouse(settings.db_path), table)
+    check_trainable_table(Warehouse(settings.db_path), table, generator)
     state = train_flow(str(settings.db_path), str(settings.models_dir), table, generator, params, seed, holdout,
                        return_state=True)
     return state_result(state)

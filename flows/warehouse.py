@@ -22,24 +22,6 @@ SCHEMAS = ("main", "quarantine")
 RESERVED_NAMES = frozenset({"anomaly_scores", "alerts", "main", "quarantine", "information_schema", "pg_catalog",
                             "temp", "system"})
 
-INGESTIONS_DDL = """
-CREATE TABLE IF NOT EXISTS main._ingestions (
-    run_id VARCHAR NOT NULL,
-    source VARCHAR NOT NULL,
-    sha256 VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    table_name VARCHAR NOT NULL,
-    mode VARCHAR NOT NULL,
-    rows BIGINT NOT NULL,
-    columns INTEGER NOT NULL,
-    status VARCHAR NOT NULL,
-    summary JSON,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP NOT NULL
-)
-"""
-
-
 def validate_table_name(name: str, *, internal: bool = False, writing: bool = False) -> str:
     """Return the name if it is a plain identifier; user tables may not start with '_' (bookkeeping), and a
     table a user command writes may not take a name the pipeline keeps (`RESERVED_NAMES`, any case)."""
@@ -80,13 +62,14 @@ class Warehouse:
             busy_timeout = float(os.environ.get("SYNTHWATCH_BUSY_TIMEOUT", "30"))
         self.busy_timeout = busy_timeout
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
                 if not _is_lock_error(exc):
@@ -100,8 +83,6 @@ class Warehouse:
                 delay = min(delay * 2, 1.0)
         try:
             con.execute("SET enable_progress_bar = false")
-            con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
-            con.execute(INGESTIONS_DDL)
         except Exception:
             con.close()
             raise
@@ -109,8 +90,29 @@ class Warehouse:
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection for queries."""
-        con = self._connect()
+        """A short-lived read-only connection: it never runs DDL and never blocks other readers.
+
+        A missing file reads as an empty warehouse (nothing is created). A file written by an earlier release is
+        upgraded once, by a write transaction, before it is read. While a writer is inside its transaction a reader
+        waits for it (DuckDB lets one process write, or many read) for at most SYNTHWATCH_BUSY_TIMEOUT seconds,
+        and then sees everything that transaction committed or nothing of it.
+        """
+        from flows.bookkeeping import SCHEMA_VERSION, stored_version
+
+        if not self.path.exists():
+            con = duckdb.connect(":memory:")
+        else:
+            con = self._connect(read_only=True)
+            try:
+                outdated = stored_version(con) < SCHEMA_VERSION
+            except BaseException:
+                con.close()
+                raise
+            if outdated:
+                con.close()
+                with self.transaction():
+                    pass  # ensure_schema upgrades the file
+                con = self._connect(read_only=True)
         try:
             yield con
         finally:
@@ -118,11 +120,15 @@ class Warehouse:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN; commits on success, rolls back everything on any exception."""
+        """A connection inside BEGIN, with the bookkeeping schema current; commits on success, rolls back everything
+        (an upgrade of an old file included) on any exception."""
+        from flows.bookkeeping import ensure_schema
+
         con = self._connect()
         try:
             con.execute("BEGIN TRANSACTION")
             try:
+                ensure_schema(con)
                 yield con
             except BaseException:
                 con.execute("ROLLBACK")
@@ -229,24 +235,15 @@ class Warehouse:
             return {f"{s}.{n}": self.hash_table(con, n, s) for s, n in rows}
 
 
-def table_origin(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """Which synthwatch command last wrote table `name` ('ingest' or 'generate'), None if it never did.
+def table_origin(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> str | None:
+    """The catalog's origin of table `name` (ingested, generated, pipeline, user); 'user' for a table that exists
+    but was never catalogued (made by hand), None when there is no such table."""
+    from flows.bookkeeping import catalog_entry
 
-    Read from the bookkeeping (`_ingestions`, `_generations`), never guessed from the table; names compare
-    without case, as DuckDB's do.
-    """
-    latest: list[tuple] = []
-    if Warehouse.exists(con, "_ingestions"):
-        row = con.execute("SELECT max(finished_at) FROM main._ingestions WHERE lower(table_name) = lower(?) "
-                          "AND status = 'ok'", [name]).fetchall()[0]
-        if row and row[0] is not None:
-            latest.append((row[0], "ingest"))
-    if Warehouse.exists(con, "_generations"):
-        row = con.execute("SELECT max(created_at) FROM main._generations WHERE lower(table_name) = lower(?)",
-                          [name]).fetchall()[0]
-        if row and row[0] is not None:
-            latest.append((row[0], "generate"))
-    return max(latest)[1] if latest else None
+    entry = catalog_entry(con, name, schema)
+    if entry is not None:
+        return entry["origin"]
+    return "user" if Warehouse.exists(con, name, schema) else None
 
 
 def check_write_target(con: duckdb.DuckDBPyConnection, name: str, *, command: str, replace: bool = True) -> None:
@@ -264,13 +261,12 @@ def check_write_target(con: duckdb.DuckDBPyConnection, name: str, *, command: st
     if not found:
         return
     schema, stored = found[0]
-    origin = table_origin(con, name)
+    origin = table_origin(con, stored, schema)
     where = f"{schema}.{stored}"
-    if origin is None:
-        raise TableExists(f"table {where} exists and was not written by synthwatch {command}; it is never "
-                          f"replaced: choose another --table (or drop {where} yourself)")
-    if origin != command:
-        made = "ingested data" if origin == "ingest" else "a generated table"
+    owned = {"ingest": "ingested", "generate": "generated"}[command]
+    if origin != owned:
+        made = {"ingested": "ingested data", "generated": "a generated table", "pipeline": "the pipeline's own data",
+                "user": "a table not made by synthwatch"}[origin]
         raise TableExists(f"table {where} holds {made}; synthwatch {command} never writes over it: "
                           "choose another --table")
     if not replace:

@@ -244,6 +244,8 @@ def test_failed_delete_leaves_warehouse_and_files_as_they_were(cli, warehouse, s
     # A warehouse where anomaly_scores is a view: the DELETE inside the transaction fails after both models' files
     # were moved aside, so the rollback path has to put them all back (and the first model's rows stay too).
     with warehouse.transaction() as con:
+        con.execute("DROP VIEW main.alerts")
+        con.execute("DROP TABLE main.anomaly_scores")
         con.execute(f"CREATE VIEW main.anomaly_scores AS SELECT '{model_id}' AS model_id, true AS is_alert")
     before = warehouse.snapshot()
     files_before = sorted(str(p.relative_to(settings.models_dir)) for p in settings.models_dir.rglob("*"))

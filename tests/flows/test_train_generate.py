@@ -100,8 +100,8 @@ def trained(warehouse, settings, adult_table):
     (["--rows", "10", "--where", "Klass=1"], "unknown column"),
     (["--rows", "10", "--where", "income=maybe"], "impossible"),
     (["--rows", "10", "--where", "income"], "bad --where"),
-    (["--rows", "10", "--table", "adult"], "is never replaced"),
-    (["--rows", "10", "--table", "ADULT"], "is never replaced"),
+    (["--rows", "10", "--table", "adult"], "never writes over it"),
+    (["--rows", "10", "--table", "ADULT"], "never writes over it"),
     (["--rows", "10", "--table", "anomaly_scores"], "reserved"),
     (["--rows", "10", "--table", "9lives"], "invalid table name"),
 ])

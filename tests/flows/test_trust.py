@@ -282,16 +282,3 @@ def test_detect_train_records_figures_of_the_part_no_choice_saw(cli, warehouse, 
     assert record["auroc"] == pytest.approx(roc_auc_score(labels[report], model.score(features)))
     code, listed, _ = run_json(cli, "detect", "list")
     assert listed["detectors"][0]["selection_auroc"] == pytest.approx(record["selection_auroc"])
-
-
-def test_detectors_written_before_the_new_columns_still_list(cli, warehouse, settings):
-    from flows.detect import DETECTORS_DDL
-
-    with warehouse.transaction() as con:
-        con.execute(DETECTORS_DDL)
-        con.execute("INSERT INTO main._detectors VALUES ('old-iforest-1', 'iforest', 't', 'tabular', '/nowhere', "
-                    "'[]', NULL, NULL, NULL, '{}', 10, 2, 0.5, 'contamination', 'isolation', 0.9, 0.5, NULL, NULL, "
-                    "'h', 'r', TIMESTAMP '2026-01-01')")
-    code, listed, err = run_json(cli, "detect", "list")
-    assert code == 0, err
-    assert listed["detectors"][0]["model_id"] == "old-iforest-1" and listed["detectors"][0]["n_report"] is None

@@ -24,9 +24,17 @@ def test_plain_names_pass_and_quotes_are_doubled():
     assert quote_ident('we"ird') == '"we""ird"'
 
 
-def test_bookkeeping_created_on_first_use(warehouse):
-    assert warehouse.list_tables() == []
-    assert "_ingestions" in warehouse.list_tables(include_internal=True)
+def test_bookkeeping_created_on_first_write_never_by_a_read(warehouse):
+    from flows.bookkeeping import SCHEMA_VERSION, stored_version
+
+    assert warehouse.list_tables(include_internal=True) == []
+    assert not warehouse.path.exists()
+    with warehouse.transaction():
+        pass
+    assert warehouse.list_tables() == ["alerts", "anomaly_scores"]
+    assert {"_ingestions", "_catalog", "_meta"} <= set(warehouse.list_tables(include_internal=True))
+    with warehouse.read() as con:
+        assert stored_version(con) == SCHEMA_VERSION
 
 
 def test_failed_transaction_leaves_warehouse_unchanged(warehouse):

@@ -1,0 +1,207 @@
+"""The warehouse's own tables: their DDL, the schema version stored in the file, and the migrations between versions.
+
+Every bookkeeping table is declared here and nowhere else. A writer calls `ensure_schema` inside its transaction
+(creating a new warehouse or upgrading one written by an earlier release in the same transaction as its own
+write); readers never run DDL (`Warehouse.read` upgrades an old file once, through a writer, before it reads).
+
+Versions:
+- 1: the first releases. No `_meta`; bookkeeping tables created on first write; no catalog.
+- 2: `_meta` holds `schema_version`; `_catalog` records every data table's kind and origin; `_detectors` has the
+  held-out validation columns (`n_selection`, `n_report`, `selection_auroc`, `selection_auprc`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+
+SCHEMA_VERSION = 2
+KINDS = ("tabular", "timeseries", "image")
+ORIGINS = ("ingested", "generated", "pipeline", "user")
+
+DDL: dict[str, str] = {
+    "_meta": """
+        CREATE TABLE IF NOT EXISTS main._meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)""",
+    "_catalog": """
+        CREATE TABLE IF NOT EXISTS main._catalog (
+            table_schema VARCHAR NOT NULL,
+            table_key VARCHAR NOT NULL,        -- lower(table_name): DuckDB names compare without case
+            table_name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,             -- tabular | timeseries | image
+            origin VARCHAR NOT NULL,           -- ingested | generated | pipeline | user
+            detail JSON,                       -- what the writer knew: series columns, source, model id...
+            run_id VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (table_schema, table_key))""",
+    "_ingestions": """
+        CREATE TABLE IF NOT EXISTS main._ingestions (
+            run_id VARCHAR NOT NULL, source VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+            table_name VARCHAR NOT NULL, mode VARCHAR NOT NULL, rows BIGINT NOT NULL, columns INTEGER NOT NULL,
+            status VARCHAR NOT NULL, summary JSON, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP NOT NULL)""",
+    "_models": """
+        CREATE TABLE IF NOT EXISTS main._models (
+            model_id VARCHAR PRIMARY KEY, generator VARCHAR NOT NULL, params JSON NOT NULL,
+            source_table VARCHAR NOT NULL, source_hash VARCHAR NOT NULL, train_table VARCHAR NOT NULL,
+            holdout_table VARCHAR, train_rows BIGINT NOT NULL, holdout_rows BIGINT NOT NULL, seed BIGINT NOT NULL,
+            fit_seconds DOUBLE NOT NULL, path VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL)""",
+    "_generations": """
+        CREATE TABLE IF NOT EXISTS main._generations (
+            table_name VARCHAR NOT NULL, model_id VARCHAR NOT NULL, rows BIGINT NOT NULL, seed BIGINT,
+            conditions JSON, published_schema VARCHAR, created_at TIMESTAMP NOT NULL)""",
+    "_quality_reports": """
+        CREATE TABLE IF NOT EXISTS main._quality_reports (
+            report_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL,
+            failing JSON NOT NULL, checks JSON NOT NULL, thresholds JSON NOT NULL, source JSON NOT NULL,
+            published_schema VARCHAR, report_path VARCHAR NOT NULL, n_real BIGINT NOT NULL,
+            n_synthetic BIGINT NOT NULL, n_holdout BIGINT, seconds DOUBLE NOT NULL, run_id VARCHAR,
+            created_at TIMESTAMP NOT NULL)""",
+    "_detectors": """
+        CREATE TABLE IF NOT EXISTS main._detectors (
+            model_id VARCHAR PRIMARY KEY, detector VARCHAR NOT NULL, table_name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL, path VARCHAR NOT NULL, feature_columns JSON NOT NULL, key_column VARCHAR,
+            label_column VARCHAR, normal_value VARCHAR, params JSON NOT NULL, n_train BIGINT NOT NULL,
+            n_validation BIGINT NOT NULL, threshold DOUBLE NOT NULL, threshold_source VARCHAR NOT NULL,
+            score_mode VARCHAR NOT NULL, auroc DOUBLE, auprc DOUBLE, "precision" DOUBLE, recall DOUBLE,
+            source_hash VARCHAR NOT NULL, run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+            n_selection BIGINT, n_report BIGINT, selection_auroc DOUBLE, selection_auprc DOUBLE)""",
+    "anomaly_scores": """
+        CREATE TABLE IF NOT EXISTS main.anomaly_scores (
+            model_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, item_key VARCHAR NOT NULL,
+            score DOUBLE NOT NULL, threshold DOUBLE NOT NULL, is_alert BOOLEAN NOT NULL,
+            scored_at TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL)""",
+}
+VIEWS: dict[str, str] = {
+    "alerts": """
+        CREATE OR REPLACE VIEW main.alerts AS
+        SELECT model_id, table_name, item_key, score, threshold, scored_at, run_id
+        FROM main.anomaly_scores WHERE is_alert ORDER BY score DESC""",
+}
+# Bookkeeping tables are not data: they are not catalogued.
+BOOKKEEPING = frozenset({*DDL, *VIEWS} - {"anomaly_scores"})
+
+
+def now_utc() -> datetime:
+    """Naive UTC, the warehouse's timestamp convention."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [schema, name]).fetchall()[0][0])
+
+
+def stored_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version a warehouse file was written with: 0 for an empty file, 1 for the first releases."""
+    if _exists(con, "_meta"):
+        rows = con.execute("SELECT value FROM main._meta WHERE key = 'schema_version'").fetchall()
+        if rows:
+            return int(rows[0][0])
+    n_tables = con.execute("SELECT count(*) FROM information_schema.tables "
+                           "WHERE table_schema IN ('main', 'quarantine')").fetchall()[0][0]
+    return 1 if n_tables else 0
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
+    """Create or upgrade the bookkeeping inside the caller's write transaction; returns the version found."""
+    from flows.errors import SynthwatchError
+
+    found = stored_version(con)
+    if found == SCHEMA_VERSION:
+        return found
+    if found > SCHEMA_VERSION:
+        raise SynthwatchError(f"this warehouse was written by a newer synthwatch (schema {found}, this one knows "
+                              f"{SCHEMA_VERSION}); upgrade synthwatch to use it")
+    con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
+    for ddl in DDL.values():
+        con.execute(ddl)
+    for ddl in VIEWS.values():
+        con.execute(ddl)
+    if found == 1:
+        _migrate_1_to_2(con)
+    if catalog_entry(con, "anomaly_scores") is None:
+        record_table(con, "anomaly_scores", kind="tabular", origin="pipeline", detail={"written_by": "detect score"})
+    con.execute("INSERT OR REPLACE INTO main._meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    return found
+
+
+def _migrate_1_to_2(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the columns version 2 introduced and catalogue every data table from what version 1 recorded."""
+    for column, sql_type in (("n_selection", "BIGINT"), ("n_report", "BIGINT"), ("selection_auroc", "DOUBLE"),
+                             ("selection_auprc", "DOUBLE")):
+        con.execute(f"ALTER TABLE main._detectors ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    stamp = now_utc()
+    tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                         "WHERE table_schema IN ('main', 'quarantine') AND table_type = 'BASE TABLE'").fetchall()
+    ingested = {r[0].lower(): (r[1], r[2]) for r in con.execute(
+        "SELECT table_name, arg_max(kind, finished_at), arg_max(summary, finished_at) FROM main._ingestions "
+        "WHERE status = 'ok' GROUP BY table_name").fetchall()}
+    generated = {r[0].lower() for r in con.execute("SELECT table_name FROM main._generations").fetchall()}
+    sources = {r[0].lower(): r[1] for r in con.execute(
+        "SELECT train_table, source_table FROM main._models UNION ALL "
+        "SELECT holdout_table, source_table FROM main._models WHERE holdout_table IS NOT NULL").fetchall()}
+    for schema, name in tables:
+        key = name.lower()
+        if schema == "main" and (key in BOOKKEEPING or key.startswith("_stage_")):
+            continue
+        columns = [r[0] for r in con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall()]
+        detail: dict[str, Any] = {"upgraded_from": 1}
+        if key in ingested and schema == "main":
+            kind, summary = ingested[key]
+            origin = "ingested"
+            summary = json.loads(summary) if summary else {}
+            detail.update({k: summary[k] for k in ("time_column", "id_column") if summary.get(k)})
+        elif key in generated:
+            kind, origin = "tabular", "generated"
+        elif key in sources or key == "anomaly_scores":
+            source = ingested.get(sources.get(key, ""), ("tabular", None))
+            kind, origin = source[0], "pipeline"
+        else:
+            # Version 1 never recorded these; the one guess it made (pixels mean images) is made once, here.
+            kind, origin = ("image" if "pixels" in columns else "tabular"), "user"
+            detail["kind_guessed"] = True
+        record_table(con, name, schema=schema, kind=kind, origin=origin, detail=detail, stamp=stamp)
+
+
+def record_table(con: duckdb.DuckDBPyConnection, name: str, *, schema: str = "main", kind: str, origin: str,
+                 detail: dict | None = None, run_id: str | None = None, stamp: datetime | None = None) -> None:
+    """Catalogue (or re-catalogue) a data table, inside the writer's transaction; keeps its first creation time."""
+    if kind not in KINDS or origin not in ORIGINS:
+        raise ValueError(f"catalog entry for {name} has kind {kind!r} / origin {origin!r}")
+    stamp = stamp or now_utc()
+    rows = con.execute("SELECT created_at FROM main._catalog WHERE table_schema = ? AND table_key = ?",
+                       [schema, name.lower()]).fetchall()
+    created = rows[0][0] if rows else stamp
+    con.execute("INSERT OR REPLACE INTO main._catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [schema, name.lower(), name, kind, origin, json.dumps(detail or {}, default=str), run_id, created,
+                 stamp])
+
+
+def forget_table(con: duckdb.DuckDBPyConnection, name: str, *, schema: str = "main") -> None:
+    """Drop a table's catalog entry (the caller drops the table in the same transaction)."""
+    con.execute("DELETE FROM main._catalog WHERE table_schema = ? AND table_key = ?", [schema, name.lower()])
+
+
+def catalog_entry(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> dict | None:
+    """The catalog row of a table (kind, origin, detail...), or None when it is not catalogued."""
+    if not _exists(con, "_catalog"):
+        return None
+    cur = con.execute("SELECT * FROM main._catalog WHERE table_schema = ? AND table_key = ?", [schema, name.lower()])
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    entry = dict(zip(names, rows[0]))
+    entry["detail"] = json.loads(entry["detail"]) if entry["detail"] else {}
+    return entry
+
+
+def insert_row(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:
+    """INSERT one row by column name (never by position), into a bookkeeping table declared above."""
+    if table not in DDL:
+        raise ValueError(f"{table} is not a bookkeeping table")
+    columns = ", ".join('"' + c.replace('"', '""') + '"' for c in row)
+    con.execute(f"INSERT INTO main.{table} ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))

@@ -1,0 +1,14 @@
+COPY adult FROM 'export_v1/adult.parquet' (FORMAT 'parquet');
+COPY anomaly_scores FROM 'export_v1/anomaly_scores.parquet' (FORMAT 'parquet');
+COPY cc2 FROM 'export_v1/cc_.parquet' (FORMAT 'parquet');
+COPY ecg FROM 'export_v1/ecg.parquet' (FORMAT 'parquet');
+COPY handmade FROM 'export_v1/handmade.parquet' (FORMAT 'parquet');
+COPY imgs FROM 'export_v1/imgs.parquet' (FORMAT 'parquet');
+COPY _detectors FROM 'export_v1/_detectors.parquet' (FORMAT 'parquet');
+COPY _generations FROM 'export_v1/_generations.parquet' (FORMAT 'parquet');
+COPY _holdout_adult_cart_ab4c7689 FROM 'export_v1/_holdout_adult_cart_ab_c____.parquet' (FORMAT 'parquet');
+COPY _ingestions FROM 'export_v1/_ingestions.parquet' (FORMAT 'parquet');
+COPY _models FROM 'export_v1/_models.parquet' (FORMAT 'parquet');
+COPY _quality_reports FROM 'export_v1/_quality_reports.parquet' (FORMAT 'parquet');
+COPY _train_adult_cart_ab4c7689 FROM 'export_v1/_train_adult_cart_ab_c____.parquet' (FORMAT 'parquet');
+COPY quarantine.adult_synth FROM 'export_v1/quarantine_adult_synth.parquet' (FORMAT 'parquet');
