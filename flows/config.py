@@ -54,6 +54,15 @@ class Settings:
         config_path = Path(config).resolve() if config else None
         return cls(data_dir=data, db_path=db_path, config_path=config_path, config=load_config(config_path))
 
+    def to_params(self) -> dict[str, str | None]:
+        """The settings as JSON-serialisable flow parameters (`from_params` rebuilds them inside the run)."""
+        return {"db_path": str(self.db_path), "data_dir": str(self.data_dir),
+                "config_path": str(self.config_path) if self.config_path else None}
+
+    @classmethod
+    def from_params(cls, db_path: str, data_dir: str, config_path: str | None = None) -> "Settings":
+        return cls.from_env(db=db_path, data_dir=data_dir, config=config_path)
+
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"

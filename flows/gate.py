@@ -130,9 +130,10 @@ def _read(wh: Warehouse, table: str | None) -> pd.DataFrame | None:
 
 
 @task(cache_policy=NONE)
-def gate_task(settings: Settings, real: str, synthetic: str, holdout: str | None, target: str | None,
+def gate_task(db_path: str, data_dir: str, real: str, synthetic: str, holdout: str | None, target: str | None,
               thresholds: dict, seed: int) -> dict:
     """Read the three tables, run the gate and record it in `_quality_reports`."""
+    settings = Settings.from_env(db=db_path, data_dir=data_dir)
     wh = Warehouse(settings.db_path)
     frames = [_read(wh, t) for t in (real, synthetic, holdout)]
     result = run_gate(settings, frames[0], frames[1], frames[2], table=synthetic, thresholds=thresholds,
@@ -144,10 +145,10 @@ def gate_task(settings: Settings, real: str, synthetic: str, holdout: str | None
 
 
 @flow(name="quality-validate")
-def validate_flow(settings: Settings, real: str, synthetic: str, holdout: str | None = None,
+def validate_flow(db_path: str, data_dir: str, real: str, synthetic: str, holdout: str | None = None,
                   target: str | None = None, thresholds: dict | None = None, seed: int = 0) -> dict:
     """Run every quality check of one synthetic table against its real (and holdout) table."""
-    result = gate_task(settings, real, synthetic, holdout, target, thresholds or {}, seed)
+    result = gate_task(db_path, data_dir, real, synthetic, holdout, target, thresholds or {}, seed)
     if not result["passed"]:
         raise GateFailed(failure_message(result), result=result)
     get_run_logger().info("quality gate passed for %s (report %s)", synthetic, result["report_path"])

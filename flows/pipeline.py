@@ -141,8 +141,9 @@ def summary_stage(settings: Settings, cfg: dict) -> dict:
 
 
 @flow(name="pipeline")
-def pipeline_flow(settings: Settings, stages: list[str]):
+def pipeline_flow(db_path: str, data_dir: str, config_path: str | None, stages: list[str]) -> dict:
     """Run the configured stages in order; stop at the first that fails."""
+    settings = Settings.from_params(db_path, data_dir, config_path)
     logger = get_run_logger()
     results: dict[str, dict] = {}
     for name in stages:

@@ -47,6 +47,6 @@ def run_pipeline(args, settings) -> CommandResult:
             raise ConfigError(f"stage(s) {', '.join(unknown)} not in the config; it has {', '.join(stages)}")
         stages = wanted
     check_pipeline(settings, stages)  # unknown stages, keys and hyperparameters fail before Prefect starts
-    result = state_result(pipeline_flow(settings, stages, return_state=True))
+    result = state_result(pipeline_flow(**settings.to_params(), stages=stages, return_state=True))
     text = "\n".join(_stage_text(name, out) for name, out in result["stages"].items())
     return CommandResult(data={"ok": True, **result}, text=text)

@@ -41,7 +41,8 @@ def run_validate(args, settings) -> CommandResult:
     target = args.target or config["targets"].get(args.real)
     check_validate_request(settings, args.real, args.synthetic, args.holdout, target)
     seed = config["seed"] if args.seed is None else args.seed
-    state = validate_flow(settings, args.real, args.synthetic, args.holdout, target, config["thresholds"],
+    state = validate_flow(str(settings.db_path), str(settings.data_dir), args.real, args.synthetic, args.holdout,
+                          target, config["thresholds"],
                           seed, return_state=True)
     from flows.errors import GateFailed
 
