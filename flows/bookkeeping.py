@@ -8,6 +8,8 @@ Versions:
 - 1: the first releases. No `_meta`; bookkeeping tables created on first write; no catalog.
 - 2: `_meta` holds `schema_version`; `_catalog` records every data table's kind and origin; `_detectors` has the
   held-out validation columns (`n_selection`, `n_report`, `selection_auroc`, `selection_auprc`).
+- 3: `_models` and `_detectors` record who made each model (`made_by`: `pipeline` for `synthwatch run`, `cli` for a
+  command run by hand), so the pipeline retires only its own earlier models by that record, never by an id pattern.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KINDS = ("tabular", "timeseries", "image")
 ORIGINS = ("ingested", "generated", "pipeline", "user")
+MAKERS = ("pipeline", "cli")  # who made a model: `synthwatch run` or a command run by hand
 
 DDL: dict[str, str] = {
     "_meta": """
@@ -47,7 +50,8 @@ DDL: dict[str, str] = {
             model_id VARCHAR PRIMARY KEY, generator VARCHAR NOT NULL, params JSON NOT NULL,
             source_table VARCHAR NOT NULL, source_hash VARCHAR NOT NULL, train_table VARCHAR NOT NULL,
             holdout_table VARCHAR, train_rows BIGINT NOT NULL, holdout_rows BIGINT NOT NULL, seed BIGINT NOT NULL,
-            fit_seconds DOUBLE NOT NULL, path VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL)""",
+            fit_seconds DOUBLE NOT NULL, path VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+            made_by VARCHAR DEFAULT 'cli')""",
     "_generations": """
         CREATE TABLE IF NOT EXISTS main._generations (
             table_name VARCHAR NOT NULL, model_id VARCHAR NOT NULL, rows BIGINT NOT NULL, seed BIGINT,
@@ -67,7 +71,8 @@ DDL: dict[str, str] = {
             n_validation BIGINT NOT NULL, threshold DOUBLE NOT NULL, threshold_source VARCHAR NOT NULL,
             score_mode VARCHAR NOT NULL, auroc DOUBLE, auprc DOUBLE, "precision" DOUBLE, recall DOUBLE,
             source_hash VARCHAR NOT NULL, run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
-            n_selection BIGINT, n_report BIGINT, selection_auroc DOUBLE, selection_auprc DOUBLE)""",
+            n_selection BIGINT, n_report BIGINT, selection_auroc DOUBLE, selection_auprc DOUBLE,
+            made_by VARCHAR DEFAULT 'cli')""",
     "anomaly_scores": """
         CREATE TABLE IF NOT EXISTS main.anomaly_scores (
             model_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, item_key VARCHAR NOT NULL,
@@ -122,6 +127,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         con.execute(ddl)
     if found == 1:
         _migrate_1_to_2(con)
+    if found in (1, 2):
+        _migrate_2_to_3(con)
     if catalog_entry(con, "anomaly_scores") is None:
         record_table(con, "anomaly_scores", kind="tabular", origin="pipeline", detail={"written_by": "detect score"})
     con.execute("INSERT OR REPLACE INTO main._meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -166,6 +173,20 @@ def _migrate_1_to_2(con: duckdb.DuckDBPyConnection) -> None:
         record_table(con, name, schema=schema, kind=kind, origin=origin, detail=detail, stamp=stamp)
 
 
+def _migrate_2_to_3(con: duckdb.DuckDBPyConnection) -> None:
+    """Record who made each model and detector.
+
+    Earlier releases recorded it nowhere: their generator models count as made by hand (so nothing ever retires
+    them unasked; `synthwatch models delete` does), and their detectors as the pipeline's when the detect stage
+    named them (`pipeline-<table>-...`, the one time that name is read), so the next run still retires the last
+    run's detector as before.
+    """
+    for table in ("_models", "_detectors"):
+        con.execute(f"ALTER TABLE main.{table} ADD COLUMN IF NOT EXISTS made_by VARCHAR DEFAULT 'cli'")
+        con.execute(f"UPDATE main.{table} SET made_by = 'cli' WHERE made_by IS NULL")
+    con.execute("UPDATE main._detectors SET made_by = 'pipeline' WHERE starts_with(model_id, 'pipeline-')")
+
+
 def record_table(con: duckdb.DuckDBPyConnection, name: str, *, schema: str = "main", kind: str, origin: str,
                  detail: dict | None = None, run_id: str | None = None, stamp: datetime | None = None) -> None:
     """Catalogue (or re-catalogue) a data table, inside the writer's transaction; keeps its first creation time."""
@@ -183,6 +204,16 @@ def record_table(con: duckdb.DuckDBPyConnection, name: str, *, schema: str = "ma
 def forget_table(con: duckdb.DuckDBPyConnection, name: str, *, schema: str = "main") -> None:
     """Drop a table's catalog entry (the caller drops the table in the same transaction)."""
     con.execute("DELETE FROM main._catalog WHERE table_schema = ? AND table_key = ?", [schema, name.lower()])
+
+
+def mark_table(con: duckdb.DuckDBPyConnection, name: str, changes: dict[str, Any], *, schema: str = "main") -> None:
+    """Add `changes` to a catalogued table's detail (its lineage), inside the writer's transaction."""
+    entry = catalog_entry(con, name, schema)
+    if entry is None:
+        return
+    detail = {**entry["detail"], **changes}
+    con.execute("UPDATE main._catalog SET detail = ?, updated_at = ? WHERE table_schema = ? AND table_key = ?",
+                [json.dumps(detail, default=str), now_utc(), schema, name.lower()])
 
 
 def catalog_entry(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> dict | None:

@@ -51,6 +51,8 @@ class TrainModel(_Section):
 
 class TrainSection(_Section):
     models: list[TrainModel] = Field(default_factory=list)
+    # each run's model retires the pipeline's earlier models of the same (table, generator); hand-trained ones stay
+    replace_previous: bool = True
 
 
 class GenerateTable(_Section):

@@ -173,8 +173,11 @@ def _take(data: Any, index: np.ndarray) -> Any:
 def train_detector(settings: Settings, *, table: str, detector: str, label_column: str | None = None,
                    normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
                    seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
-                   run_id: str | None = None, model_id: str | None = None) -> dict:
-    """Fit a detector on a table's normal rows, save it under models/<id>/ and record it in `_detectors`."""
+                   run_id: str | None = None, model_id: str | None = None, made_by: str = "cli") -> dict:
+    """Fit a detector on a table's normal rows, save it under models/<id>/ and record it in `_detectors`.
+
+    `made_by` records who asked: `pipeline` (`synthwatch run`, whose later runs retire it) or `cli`.
+    """
     from detectors.registry import create_detector, get_detector_class
 
     wh = Warehouse(settings.db_path)
@@ -245,7 +248,7 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
               "threshold": float(model.threshold_), "threshold_source": model.threshold_source_,
               "score_mode": model.score_mode_, **metrics,
               **{f"selection_{k}": v for k, v in selection_metrics.items() if k in ("auroc", "auprc")},
-              "source_hash": source_hash, "run_id": run_id or model_id, "created_at": _now()}
+              "source_hash": source_hash, "run_id": run_id or model_id, "created_at": _now(), "made_by": made_by}
     try:
         with wh.transaction() as con:
             remove_orphans(con, settings.models_dir, settings.db_path)
@@ -269,7 +272,7 @@ def list_detectors(settings: Settings) -> list[dict]:
         return []
     columns = ["model_id", "detector", "table_name", "kind", "score_mode", "threshold", "threshold_source",
                "n_train", "auroc", "auprc", "precision", "recall", "n_selection", "n_report", "selection_auroc",
-               "selection_auprc", "created_at"]
+               "selection_auprc", "created_at", "made_by"]
     with Warehouse(settings.db_path).read() as con:
         if not Warehouse.exists(con, "_detectors"):
             return []
@@ -413,12 +416,13 @@ def score_task(settings: Settings, model_id: str, table: str) -> dict:
 def detect_train_flow(settings: Settings, table: str, detector: str, label_column: str | None = None,
                       normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
                       seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
-                      model_id: str | None = None):
+                      model_id: str | None = None, made_by: str = "cli"):
     """Train a detector on a warehouse table's normal rows."""
     logger = get_run_logger()
     result = train_task(settings, dict(table=table, detector=detector, label_column=label_column,
                                        normal_value=normal_value, key_column=key_column, epochs=epochs, seed=seed,
-                                       params=params, max_train_rows=max_train_rows, model_id=model_id))
+                                       params=params, max_train_rows=max_train_rows, model_id=model_id,
+                                       made_by=made_by))
     logger.info("trained %s on %s: threshold %.4f (%s)", result["model_id"], table, result["threshold"],
                 result["threshold_source"])
     return result
@@ -511,22 +515,23 @@ def format_alerts(result: dict) -> str:
 def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     """`synthwatch run`: train a detector on the demo transactions, score them, return the top alerts.
 
-    The stage names its detectors ``pipeline-<table>-<detector>-<id>``. With ``replace_previous`` (the default),
-    once the new detector has scored the table the stage's earlier detectors on that table are retired (records,
-    scores, files; see `delete_detectors`), so scheduled runs leave one copy of each alert in the `alerts` view
-    instead of one per run. Detectors trained with `synthwatch detect train` are never touched.
+    The stage names its detectors ``pipeline-<table>-<detector>-<id>`` and records them ``made_by = 'pipeline'``.
+    With ``replace_previous`` (the default), once the new detector has scored the table the detectors earlier runs
+    recorded as the pipeline's on that table are retired (records, scores, files; see `delete_detectors`), so
+    scheduled runs leave one copy of each alert in the `alerts` view instead of one per run. Detectors trained with
+    `synthwatch detect train` (``made_by = 'cli'``) are never touched, whatever their id.
     """
     cfg = dict(stage_config or {})
     table = cfg.get("table", "creditcard")
     detector = cfg.get("detector", "ganomaly")
     if not Warehouse(settings.db_path).table_exists(table):
         raise TableNotFound(f"detect stage: table {table} does not exist; run the ingest stage first")
-    prefix = f"pipeline-{table}-"  # table names hold no '-', so the prefix pins the table too
     state = detect_train_flow(settings, table, detector, cfg.get("label_column"),
                               None if cfg.get("normal_value") is None else str(cfg["normal_value"]),
                               cfg.get("key_column"), cfg.get("epochs"), int(cfg.get("seed", 0)),
                               cfg.get("params"), cfg.get("max_train_rows"),
-                              model_id=f"{prefix}{detector}-{uuid.uuid4().hex[:8]}", return_state=True)
+                              model_id=f"pipeline-{table}-{detector}-{uuid.uuid4().hex[:8]}", made_by="pipeline",
+                              return_state=True)
     from flows.commands import state_result
 
     trained = state_result(state)
@@ -534,7 +539,8 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     retired = []
     if cfg.get("replace_previous", True):
         earlier = [m["model_id"] for m in list_detectors(settings)
-                   if m["model_id"].startswith(prefix) and m["model_id"] != trained["model_id"]]
+                   if m["made_by"] == "pipeline" and m["table_name"].lower() == table.lower()
+                   and m["model_id"] != trained["model_id"]]
         retired = [d["model_id"] for d in delete_detectors(settings, earlier)] if earlier else []
     top = scored["top_alerts"][: int(cfg.get("top", 10))]
     metrics = ", ".join(f"{k} {trained[k]:.3f}" for k in ("auroc", "auprc", "precision", "recall")

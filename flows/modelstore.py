@@ -86,13 +86,14 @@ def find_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path
     return orphans
 
 
-def restore_aside(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[str]:
-    """Folders a delete set aside and then died: put back those whose record survived, remove the others."""
+def find_aside(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[tuple[Path, Path | None]]:
+    """Folders a delete of this warehouse set aside and then died: (folder, where to put it back) when its record
+    survived (the delete rolled back), (folder, None) when it did not (the delete committed). Changes nothing."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return []
     this_db = str(Path(db_path).resolve())
-    done = []
+    found: list[tuple[Path, Path | None]] = []
     known = None
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.is_symlink()):
         aside = _STAGED.match(folder.name)
@@ -104,7 +105,15 @@ def restore_aside(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Pat
         if known is None:
             known = recorded_ids(con)
         original = models_dir / aside["id"]
-        if aside["id"] in known and not original.exists():
+        found.append((folder, original if aside["id"] in known and not original.exists() else None))
+    return found
+
+
+def restore_aside(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Path) -> list[str]:
+    """Folders a delete set aside and then died: put back those whose record survived, remove the others."""
+    done = []
+    for folder, original in find_aside(con, models_dir, db_path):
+        if original is not None:
             folder.rename(original)
         else:
             shutil.rmtree(folder, ignore_errors=True)

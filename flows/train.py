@@ -15,13 +15,13 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from flows.bookkeeping import catalog_entry, insert_row, record_table
+from flows.bookkeeping import catalog_entry, forget_table, insert_row, mark_table, now_utc, record_table
 from flows.errors import SynthwatchError
-from flows.modelstore import mark, remove_orphans, staging_dir
-from flows.warehouse import Warehouse, validate_table_name
+from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
+from flows.warehouse import Warehouse, qualified, validate_table_name
 
 MODEL_COLUMNS = ("model_id", "generator", "params", "source_table", "source_hash", "train_table", "holdout_table",
-                 "train_rows", "holdout_rows", "seed", "fit_seconds", "path", "created_at")
+                 "train_rows", "holdout_rows", "seed", "fit_seconds", "path", "created_at", "made_by")
 
 
 class TrainError(SynthwatchError):
@@ -111,8 +111,11 @@ class _RunLoggerHandler(logging.Handler):
 
 
 def train_model(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
-                holdout: float, progress=None) -> dict:
-    """Read the table, split, fit, save under models_dir/<id>/ and record it; nothing is kept on failure."""
+                holdout: float, progress=None, made_by: str = "cli") -> dict:
+    """Read the table, split, fit, save under models_dir/<id>/ and record it; nothing is kept on failure.
+
+    `made_by` records who asked: `pipeline` (`synthwatch run`, whose later runs retire this model) or `cli`.
+    """
     from generators.registry import make_generator
 
     wh = Warehouse(db_path)
@@ -145,7 +148,7 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
            "source_table": table, "source_hash": source_hash, "train_table": train_table,
            "holdout_table": holdout_table, "train_rows": len(train), "holdout_rows": len(hold), "seed": seed,
            "fit_seconds": round(fit_seconds, 3), "path": str(path),
-           "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+           "created_at": datetime.now(timezone.utc).replace(tzinfo=None), "made_by": made_by}
     try:
         with wh.transaction() as con:
             remove_orphans(con, Path(models_dir), Path(db_path))
@@ -154,7 +157,7 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
                 if name:
                     Warehouse.write_frame(con, name, frame, internal=True)
                     record_table(con, name, kind=source["kind"] if source else "tabular", origin="pipeline",
-                                 detail={"model_id": model_id, "source_table": table})
+                                 detail={"model_id": model_id, "source_table": table, "made_by": made_by})
             insert_row(con, "_models", {c: row[c] for c in MODEL_COLUMNS})
             staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
     except BaseException:
@@ -170,23 +173,24 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
 
 @task(cache_policy=NONE)
 def train_task(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
-               holdout: float) -> dict:
+               holdout: float, made_by: str = "cli") -> dict:
     """Fit one generator on one warehouse table; bad input raises, so Prefect records the run as Failed."""
-    return train_model(db_path, models_dir, table, generator, params, seed, holdout, progress=get_run_logger())
+    return train_model(db_path, models_dir, table, generator, params, seed, holdout, progress=get_run_logger(),
+                       made_by=made_by)
 
 
 @flow(name="train", log_prints=False)
 def train_flow(db_path: str, models_dir: str, table: str, generator: str, params: dict | None = None,
-               seed: int = 0, holdout: float = 0.2) -> dict:
+               seed: int = 0, holdout: float = 0.2, made_by: str = "cli") -> dict:
     """Train a tabular generator on a warehouse table, keeping a holdout split for the privacy checks."""
-    result = train_task(db_path, models_dir, table, generator, params or {}, seed, holdout)
+    result = train_task(db_path, models_dir, table, generator, params or {}, seed, holdout, made_by)
     get_run_logger().info("model %s trained on %s rows of %s in %.1fs", result["model_id"], result["train_rows"],
                           table, result["fit_seconds"])
     return result
 
 
 def run_train(settings, table: str, generator: str, *, epochs: int | None = None, seed: int = 0,
-              holdout: float = 0.2, params: dict | None = None) -> dict:
+              holdout: float = 0.2, params: dict | None = None, made_by: str = "cli") -> dict:
     """Check the cheap things, then run the train flow; returns its result or raises its one-line error."""
     from flows.commands import state_result
 
@@ -194,7 +198,7 @@ def run_train(settings, table: str, generator: str, *, epochs: int | None = None
     params = check_train_args(generator, holdout, epochs, params)
     check_trainable_table(Warehouse(settings.db_path), table, generator)
     state = train_flow(str(settings.db_path), str(settings.models_dir), table, generator, params, seed, holdout,
-                       return_state=True)
+                       made_by, return_state=True)
     return state_result(state)
 
 
@@ -220,17 +224,96 @@ def get_model_row(settings, model_id: str) -> dict:
                         f"{', '.join(known) if known else '(none yet: run synthwatch train)'}")
 
 
+def model_tables(con, model: dict) -> list[tuple[str, str]]:
+    """(schema, name) of a model's own tables: its `_train_`/`_holdout_` splits, as its row and the catalog record
+    them (catalogued as the pipeline's data for this model; a table of any other origin is never included)."""
+    named = {n.lower(): n for n in (model["train_table"], model.get("holdout_table")) if n}
+    catalogued = con.execute(
+        "SELECT table_schema, table_name FROM main._catalog WHERE origin = 'pipeline' "
+        "AND json_extract_string(detail, '$.model_id') = ?", [model["model_id"]]).fetchall()
+    found = {(schema, name.lower()): name for schema, name in catalogued}
+    for key, name in named.items():
+        entry = catalog_entry(con, name)
+        if entry is None or entry["origin"] == "pipeline":
+            found.setdefault(("main", key), name)
+    return sorted((schema, name) for (schema, _), name in found.items())
+
+
+def delete_models(settings, model_ids: list[str]) -> list[dict]:
+    """Retire generator models: their `_models` rows, their `_train_`/`_holdout_` tables (and catalog entries),
+    their files. Tables generated from them stay; their catalog detail is marked `model_deleted`.
+
+    All of it or nothing: the warehouse changes in one transaction, and the models' folders are moved aside first
+    and put back if it fails. Files are only ever deleted inside the models directory, whatever a row names.
+    """
+    wh = Warehouse(settings.db_path)
+    models = [get_model_row(settings, model_id) for model_id in dict.fromkeys(model_ids)]
+    models_dir = Path(settings.models_dir).resolve()
+    moved: list[tuple[Path, Path]] = []
+    results = []
+    try:
+        for model in models:
+            path = Path(model["path"]).resolve()
+            owned = path.parent == models_dir and path.is_dir()
+            if owned:
+                aside = aside_dir(path)
+                path.rename(aside)
+                moved.append((path, aside))
+            results.append({"model_id": model["model_id"], "source_table": model["source_table"],
+                            "files_deleted": str(path) if owned else None})
+        stamp = now_utc()
+        with wh.transaction() as con:
+            for model, result in zip(models, results):
+                if not con.execute("SELECT count(*) FROM main._models WHERE model_id = ?",
+                                   [model["model_id"]]).fetchall()[0][0]:
+                    raise ModelNotFound(f"model {model['model_id']} was deleted by another process meanwhile")
+                dropped = []
+                for schema, name in model_tables(con, model):
+                    con.execute(f"DROP TABLE IF EXISTS {qualified(name, schema)}")
+                    forget_table(con, name, schema=schema)
+                    dropped.append(name if schema == "main" else f"{schema}.{name}")
+                generated = con.execute(
+                    "SELECT table_schema, table_name FROM main._catalog WHERE origin = 'generated' "
+                    "AND json_extract_string(detail, '$.model_id') = ? ORDER BY 1, 2",
+                    [model["model_id"]]).fetchall()
+                for schema, name in generated:
+                    mark_table(con, name, {"model_deleted": True, "model_deleted_at": stamp}, schema=schema)
+                con.execute("DELETE FROM main._models WHERE model_id = ?", [model["model_id"]])
+                result.update(tables_dropped=dropped,
+                              generated_kept=[n if s == "main" else f"{s}.{n}" for s, n in generated])
+    except BaseException:
+        for path, aside in reversed(moved):
+            aside.rename(path)
+        raise
+    for _, aside in moved:
+        shutil.rmtree(aside, ignore_errors=True)
+    return results
+
+
 def pipeline_stage(settings, stage_config: dict) -> dict:
-    """`synthwatch run` stage: train the configured generator on each configured table."""
+    """`synthwatch run` stage: train the configured generator on each configured table.
+
+    With ``replace_previous`` (the default) each new model retires, as soon as it is recorded, the models earlier
+    runs of the pipeline trained on the same table with the same generator (`delete_models`: rows, splits, files;
+    their generated tables stay, marked). The train stage owns the models, so it retires them: the generate stage
+    always samples from the newest model, so an earlier one is never used again, and `--stages train` alone does
+    not pile models up either. A failed training retires nothing. Models trained by hand (`synthwatch train`,
+    recorded `made_by = 'cli'`) are never touched.
+    """
     cfg = stage_config or {}
     jobs = cfg.get("models") or []
+    replace_previous = bool(cfg.get("replace_previous", True))
     done = []
     for job in jobs:
-        result = run_train(settings, job["table"], job.get("generator", "autoregressive"),
-                           epochs=job.get("epochs"), seed=int(job.get("seed", 0)),
-                           holdout=float(job.get("holdout", 0.2)), params=job.get("params"))
-        done.append({k: result[k] for k in ("model_id", "generator", "source_table", "train_rows", "holdout_rows",
-                                            "fit_seconds")})
+        table, generator = job["table"], job.get("generator", "autoregressive")
+        result = run_train(settings, table, generator, epochs=job.get("epochs"), seed=int(job.get("seed", 0)),
+                           holdout=float(job.get("holdout", 0.2)), params=job.get("params"), made_by="pipeline")
+        retired = []
+        if replace_previous:
+            earlier = [m["model_id"] for m in list_models(settings)
+                       if m["made_by"] == "pipeline" and m["source_table"] == table and m["generator"] == generator
+                       and m["model_id"] != result["model_id"]]
+            retired = [d["model_id"] for d in delete_models(settings, earlier)] if earlier else []
+        done.append({**{k: result[k] for k in ("model_id", "generator", "source_table", "train_rows",
+                                               "holdout_rows", "fit_seconds")}, "retired": retired})
     return {"models": done}
-
-

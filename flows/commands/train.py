@@ -1,4 +1,4 @@
-"""`synthwatch train`, `synthwatch generate` and `synthwatch models`."""
+"""`synthwatch train`, `synthwatch generate`, `synthwatch models` and `synthwatch models delete`."""
 
 from __future__ import annotations
 
@@ -27,9 +27,18 @@ def register(subparsers) -> None:
     p.add_argument("--where", help='only rows with these values, e.g. --where "Class=1" or "sex=Male,income=>50K"')
     p.set_defaults(handler=run_generate_command)
 
-    p = subparsers.add_parser("models", help="List trained models.")
+    p = subparsers.add_parser("models", help="List trained generator models (or retire some: models delete).")
     add_common(p)
     p.set_defaults(handler=run_models_command)
+    sub = p.add_subparsers(dest="models_command", metavar="[ACTION]")
+    listing = sub.add_parser("list", help="List trained generator models, newest first (the default).")
+    add_common(listing)
+    listing.set_defaults(handler=run_models_command)
+    delete = sub.add_parser("delete", help="Retire generator models: records, _train_/_holdout_ tables, files "
+                                           "(tables generated from them stay).")
+    add_common(delete)
+    delete.add_argument("--model", required=True, action="append", help="model id shown by models (repeatable)")
+    delete.set_defaults(handler=run_models_delete_command)
 
 
 def run_train_command(args, settings) -> CommandResult:
@@ -66,3 +75,16 @@ def run_models_command(args, settings) -> CommandResult:
                          f"{m['holdout_rows']:>8} {m['fit_seconds']:>8.1f}  {m['created_at'][:19]}")
         text = "\n".join(lines)
     return CommandResult(data={"ok": True, "models": models}, text=text)
+
+
+def run_models_delete_command(args, settings) -> CommandResult:
+    from flows.train import delete_models
+
+    deleted = delete_models(settings, args.model)
+    lines = []
+    for d in deleted:
+        kept = f"; kept {', '.join(d['generated_kept'])} (lineage marked)" if d["generated_kept"] else ""
+        lines.append(f"deleted model {d['model_id']} (trained on {d['source_table']}): dropped "
+                     f"{', '.join(d['tables_dropped']) or 'no tables'}"
+                     + (", files removed" if d["files_deleted"] else ", no files to remove") + kept)
+    return CommandResult(data={"ok": True, "deleted": deleted}, text="\n".join(lines))

@@ -63,9 +63,10 @@ def test_a_warehouse_of_the_previous_release_is_migrated_once(v1_warehouse, ware
     assert ecg["detail"]["time_column"] == "t"
     assert {"n_selection", "n_report", "selection_auroc", "selection_auprc"} <= columns
     after = raw_snapshot(v1_warehouse)
-    # Every data table is unchanged; only bookkeeping was added or widened.
-    assert {k: v for k, v in after.items() if k in before and k != "main._detectors"} == {
-        k: v for k, v in before.items() if k != "main._detectors"}
+    # Every data table is unchanged; only bookkeeping was added or widened (version 3 adds `made_by` to both).
+    widened = {"main._detectors", "main._models"}
+    assert {k: v for k, v in after.items() if k in before and k not in widened} == {
+        k: v for k, v in before.items() if k not in widened}
     assert set(after) - set(before) == {"main._meta", "main._catalog"}
     with warehouse.read() as con:
         assert stored_version(con) == SCHEMA_VERSION

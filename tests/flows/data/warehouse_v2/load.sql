@@ -1,0 +1,13 @@
+COPY adult FROM 'export_v2/adult.parquet' (FORMAT 'parquet');
+COPY adult_synth FROM 'export_v2/adult_synth.parquet' (FORMAT 'parquet');
+COPY anomaly_scores FROM 'export_v2/anomaly_scores.parquet' (FORMAT 'parquet');
+COPY cc FROM 'export_v2/cc.parquet' (FORMAT 'parquet');
+COPY _catalog FROM 'export_v2/_catalog.parquet' (FORMAT 'parquet');
+COPY _detectors FROM 'export_v2/_detectors.parquet' (FORMAT 'parquet');
+COPY _generations FROM 'export_v2/_generations.parquet' (FORMAT 'parquet');
+COPY _holdout_adult_cart_0e2ebc2c FROM 'export_v2/_holdout_adult_cart__e_ebc_c.parquet' (FORMAT 'parquet');
+COPY _ingestions FROM 'export_v2/_ingestions.parquet' (FORMAT 'parquet');
+COPY _meta FROM 'export_v2/_meta.parquet' (FORMAT 'parquet');
+COPY _models FROM 'export_v2/_models.parquet' (FORMAT 'parquet');
+COPY _quality_reports FROM 'export_v2/_quality_reports.parquet' (FORMAT 'parquet');
+COPY _train_adult_cart_0e2ebc2c FROM 'export_v2/_train_adult_cart__e_ebc_c.parquet' (FORMAT 'parquet');
