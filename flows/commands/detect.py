@@ -66,7 +66,7 @@ def run_detect_score(args, settings) -> CommandResult:
 
 
 def run_detect_list(args, settings) -> CommandResult:
-    from flows.detect import list_detectors
+    from flows.queries import list_detectors
 
     models = list_detectors(settings)
     if not models:

@@ -18,7 +18,7 @@ def _stage_text(name: str, out: dict) -> str:
     if "skipped" in out:
         return f"[{name}] skipped: {out['skipped']}"
     if name == "summary":
-        from flows.pipeline import format_summary
+        from flows.queries import format_summary
 
         return f"[summary]\n{format_summary(out)}"
     if name == "generate" and out.get("tables"):
