@@ -51,7 +51,9 @@ def run_ingest_source(settings, source: str, kind: str, table: str, mode: str, o
     validate_table_name(table, writing=True)
     path = check_source(source)
     from flows.ingest import ingest_flow
+    from flows.prefect_env import use_local_server
 
+    use_local_server()
     state = ingest_flow(str(settings.db_path), str(path.resolve()), kind, table, mode, options, return_state=True)
     return state_result(state)
 

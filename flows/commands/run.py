@@ -38,6 +38,7 @@ def _stage_text(name: str, out: dict) -> str:
 def run_pipeline(args, settings) -> CommandResult:
     from flows.errors import ConfigError
     from flows.pipeline import check_pipeline, pipeline_flow
+    from flows.prefect_env import use_local_server
 
     stages = settings.config.get("stages") or []
     if args.stages:
@@ -47,6 +48,7 @@ def run_pipeline(args, settings) -> CommandResult:
             raise ConfigError(f"stage(s) {', '.join(unknown)} not in the config; it has {', '.join(stages)}")
         stages = wanted
     check_pipeline(settings, stages)  # unknown stages, keys and hyperparameters fail before Prefect starts
+    use_local_server()
     result = state_result(pipeline_flow(**settings.to_params(), stages=stages, return_state=True))
     text = "\n".join(_stage_text(name, out) for name, out in result["stages"].items())
     return CommandResult(data={"ok": True, **result}, text=text)
