@@ -186,15 +186,13 @@ def train_flow(db_path: str, models_dir: str, table: str, generator: str, params
 def run_train(settings, table: str, generator: str, *, epochs: int | None = None, seed: int = 0,
               holdout: float = 0.2, params: dict | None = None, made_by: str = "cli") -> dict:
     """Check the cheap things, then run the train flow; returns its result or raises its one-line error."""
-    from flows.commands import state_result
-    from flows.prefect_env import use_local_server
+    from flows.commands import run_flow, state_result
 
     validate_table_name(table)
     params = check_train_args(generator, holdout, epochs, params)
     check_trainable_table(Warehouse(settings.db_path), table, generator)
-    use_local_server()
-    state = train_flow(str(settings.db_path), str(settings.models_dir), table, generator, params, seed, holdout,
-                       made_by, return_state=True)
+    state = run_flow(train_flow, str(settings.db_path), str(settings.models_dir), table, generator, params, seed,
+                     holdout, made_by)
     return state_result(state)
 
 

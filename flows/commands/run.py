@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flows.commands import CommandResult, add_common, state_result
+from flows.commands import CommandResult, add_common, run_flow, state_result
 
 
 def register(subparsers) -> None:
@@ -38,7 +38,6 @@ def _stage_text(name: str, out: dict) -> str:
 def run_pipeline(args, settings) -> CommandResult:
     from flows.errors import ConfigError
     from flows.pipeline import check_pipeline, pipeline_flow
-    from flows.prefect_env import use_local_server
 
     stages = settings.config.get("stages") or []
     if args.stages:
@@ -48,7 +47,6 @@ def run_pipeline(args, settings) -> CommandResult:
             raise ConfigError(f"stage(s) {', '.join(unknown)} not in the config; it has {', '.join(stages)}")
         stages = wanted
     check_pipeline(settings, stages)  # unknown stages, keys and hyperparameters fail before Prefect starts
-    use_local_server()
-    result = state_result(pipeline_flow(**settings.to_params(), stages=stages, return_state=True))
+    result = state_result(run_flow(pipeline_flow, **settings.to_params(), stages=stages))
     text = "\n".join(_stage_text(name, out) for name, out in result["stages"].items())
     return CommandResult(data={"ok": True, **result}, text=text)
