@@ -37,5 +37,7 @@ bench: data
 	$(BIN)/python bench/quality.py
 	sh bench/run_detect.sh
 
+# the local Prefect server that flow commands start (and `make demo` leaves running) is stopped before its state goes
 clean:
+	-test ! -x $(BIN)/synthwatch || $(BIN)/synthwatch server stop
 	rm -rf data/warehouse.duckdb data/models data/reports data/prefect

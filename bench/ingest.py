@@ -1,7 +1,8 @@
 """Ingest benchmark: the full credit-card CSV through synthwatch vs a bare DuckDB CREATE TABLE AS read_csv.
 
-Run by hand: `.venv/bin/python bench/ingest.py [--repeats 3] [--fixed-cost]`. Results go to stdout and
-bench/results/ingest.md; the README quotes them.
+Run by hand: `.venv/bin/python bench/ingest.py [--repeats 3] [--fixed-cost | --fixed-cost-only [--code DIR]]`.
+Results go to stdout and bench/results/ingest.md (fixed_cost.md for --fixed-cost-only); the README quotes them.
+`--code DIR` times the CLI of another checkout (e.g. `git archive` of an earlier release unpacked into DIR).
 """
 
 from __future__ import annotations
@@ -45,18 +46,67 @@ def synthwatch_ingest(csv: Path, db: Path) -> float:
 LOCK_SECONDS: list[float] = []  # how long each ingest held the warehouse's write lock
 
 
+READ_ONLY = (["tables"], ["models"], ["detect", "list"], ["server", "status"], ["datasets", "list"])
+
+
 def cli_seconds(args: list[str], env: dict) -> float:
+    """Wall time of one whole `synthwatch` process (interpreter start, imports, work, exit) of the checkout that
+    env's PYTHONPATH names (also its working directory: `-m` puts that first on sys.path)."""
     start = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "synthwatch"), *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, check=True, stdout=subprocess.DEVNULL,
+                   cwd=env["PYTHONPATH"])
     return time.perf_counter() - start
+
+
+def fixed_cost(work: Path, code: Path, repeats: int) -> list[str]:
+    """The fixed cost of a command: read-only commands and a 10-row ingest, with the local server running, and on
+    an ephemeral server; `code` is the checkout whose flows/ is timed (another release: a `git archive` of it)."""
+    small = work / "ten.csv"
+    small.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(10)))
+    env = {**os.environ, "SYNTHWATCH_DATA_DIR": str(work / "cli"), "PYTHONPATH": str(code),
+           "SYNTHWATCH_AUTO_SERVER": "1"}
+    for name in ("PREFECT_API_URL", "SYNTHWATCH_PREFECT_HOME", "SYNTHWATCH_DB", "SYNTHWATCH_CONFIG"):
+        env.pop(name, None)
+    ingest = ["ingest", str(small), "--kind", "tabular", "--table"]
+    rows: list[tuple[str, list[float]]] = []
+    cli_seconds(["server", "stop"], env)
+    cold = [cli_seconds([*ingest, "cold"], env)]  # this release: starts the server; an older one: ephemeral
+    cli_seconds(["server", "start"], env)  # a no-op when the command above left one running
+    try:
+        rows.append(("10-row ingest, local server running", [cli_seconds([*ingest, f"s{i}"], env)
+                                                             for i in range(max(repeats, 5))]))
+        for argv in READ_ONLY:
+            rows.append((f"`{' '.join(argv)}`", [cli_seconds(argv, env) for _ in range(5)]))
+    finally:
+        cli_seconds(["server", "stop"], env)
+    eph_env = {**env, "SYNTHWATCH_AUTO_SERVER": "0"}
+    rows.append(("10-row ingest, ephemeral server (`SYNTHWATCH_AUTO_SERVER=0`)",
+                 [cli_seconds([*ingest, f"e{i}"], eph_env) for i in range(repeats)]))
+    rows.append(("10-row ingest, no server running yet (first command)", cold))
+    lines = [f"| command (whole process), code: {code} | runs | median s | min-max s |", "|---|---|---|---|"]
+    lines += [f"| {name} | {len(t)} | {statistics.median(t):.2f} | {min(t):.2f}-{max(t):.2f} |" for name, t in rows]
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--fixed-cost", action="store_true", help="also time a 10-row ingest through the CLI")
+    parser.add_argument("--fixed-cost", action="store_true",
+                        help="also time read-only commands and a 10-row ingest through the CLI")
+    parser.add_argument("--fixed-cost-only", action="store_true", help="only the CLI timings (no 151 MB ingest)")
+    parser.add_argument("--code", type=Path, default=ROOT,
+                        help="checkout whose CLI the fixed-cost timings run (default: this one)")
     args = parser.parse_args()
+    if args.fixed_cost_only:
+        work = Path(tempfile.mkdtemp(prefix="bench-fixed-", dir=ROOT / "data"))
+        try:
+            table = "\n".join(fixed_cost(work, args.code.resolve(), args.repeats))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"{os.cpu_count()} cores\n{table}")
+        (ROOT / "bench" / "results").mkdir(exist_ok=True)
+        (ROOT / "bench" / "results" / "fixed_cost.md").write_text(table + "\n")
+        return
     from flows.datasets import fetch
 
     fetch("creditcard", ROOT / "data" / "raw")
@@ -83,20 +133,7 @@ def main() -> None:
             f"{statistics.median(LOCK_SECONDS[1:]):.2f} (read and validation run before it) |",
         ]
         if args.fixed_cost:
-            small = work / "ten.csv"
-            small.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(10)))
-            env = {**os.environ, "SYNTHWATCH_DATA_DIR": str(work / "cli")}
-            eph = [cli_seconds(["ingest", str(small), "--kind", "tabular", "--table", f"t{i}"], env)
-                   for i in range(2)]
-            cli_seconds(["server", "start"], env)
-            try:
-                srv = [cli_seconds(["ingest", str(small), "--kind", "tabular", "--table", f"s{i}"], env)
-                       for i in range(3)]
-            finally:
-                cli_seconds(["server", "stop"], env)
-            lines += ["", "| 10-row ingest through the CLI (whole process) | seconds (median) |", "|---|---|",
-                      f"| ephemeral Prefect server (started per command) | {statistics.median(eph):.1f} |",
-                      f"| local server (`synthwatch server start`) | {statistics.median(srv):.1f} |"]
+            lines += ["", *fixed_cost(work, args.code.resolve(), args.repeats)]
         table = "\n".join(lines)
         print(f"credit-card CSV: {size_mb:.0f} MB, {rows:,} rows, {os.cpu_count()} cores\n{table}")
         (ROOT / "bench" / "results").mkdir(exist_ok=True)

@@ -75,12 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     from flows.errors import SynthwatchError
     from flows.prefect_env import configure_prefect
 
-    user_errors = _user_errors()
     try:
         settings = Settings.from_env(db=getattr(args, "db", None), config=getattr(args, "config", None))
         configure_prefect(settings.prefect_home, settings.data_dir)
         result = args.handler(args, settings)
-    except user_errors as exc:
+    except _user_errors() as exc:  # evaluated only when an error arrives, after the libraries it names loaded
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _release_frames(exc)
         if getattr(args, "json", False):

@@ -18,14 +18,12 @@ from prefect.runtime import flow_run
 from detectors.errors import LabelError
 from flows.bookkeeping import insert_row, now_utc as _now, record_table
 from flows.config import Settings
-from flows.errors import SynthwatchError, TableNotFound
+from flows.errors import DetectFlowError, SynthwatchError, TableNotFound
 from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
+from flows.queries import list_detectors, load_model_record  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
 
 VALIDATION_SHARE = 0.2
-
-class DetectFlowError(SynthwatchError):
-    """A detect train/score request that cannot run: unknown model, bad label column, unusable table."""
 
 
 # ------------------------------------------------------------------ reading tables into detector inputs
@@ -266,21 +264,6 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
             "selection": {k: record[f"selection_{k}"] for k in ("auroc", "auprc")}}
 
 
-def list_detectors(settings: Settings) -> list[dict]:
-    """Every trained detector, newest first, with its validation metrics (empty when none)."""
-    if not settings.db_path.exists():
-        return []
-    columns = ["model_id", "detector", "table_name", "kind", "score_mode", "threshold", "threshold_source",
-               "n_train", "auroc", "auprc", "precision", "recall", "n_selection", "n_report", "selection_auroc",
-               "selection_auprc", "created_at", "made_by"]
-    with Warehouse(settings.db_path).read() as con:
-        if not Warehouse.exists(con, "_detectors"):
-            return []
-        rows = con.execute(f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM main._detectors "
-                           "ORDER BY created_at DESC").fetchall()
-    return [{c: (str(v) if c == "created_at" else v) for c, v in zip(columns, row)} for row in rows]
-
-
 def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
     """Retire detectors: their `_detectors` rows, their rows in `anomaly_scores` (so their alerts), their files.
 
@@ -324,22 +307,6 @@ def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------ score
-def load_model_record(wh: Warehouse, model_id: str) -> dict:
-    with wh.read() as con:
-        if not Warehouse.exists(con, "_detectors"):
-            raise DetectFlowError(f"unknown model {model_id!r}: no detector has been trained yet "
-                                  "(run synthwatch detect train)")
-        cur = con.execute("SELECT * FROM main._detectors WHERE model_id = ?", [model_id])
-        names = [d[0] for d in cur.description]
-        found = cur.fetchall()
-        row = found[0] if found else None
-        if row is None:
-            known = [r[0] for r in con.execute(
-                "SELECT model_id FROM main._detectors ORDER BY created_at DESC LIMIT 10").fetchall()]
-            raise DetectFlowError(f"unknown model {model_id!r}; trained models: {', '.join(known)}")
-    return dict(zip(names, row))
-
-
 def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | None = None) -> dict:
     """Score every item of a table; replace this model's scores for the table in `anomaly_scores`, one transaction."""
     from detectors.base import Detector

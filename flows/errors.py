@@ -57,15 +57,26 @@ class TableExists(SynthwatchError):
     """A write would replace a table the user did not ask this command to replace."""
 
 
+class ModelNotFound(SynthwatchError):
+    """A generator model id that is not in `_models`."""
+
+
+class DetectFlowError(SynthwatchError):
+    """A detect train/score request that cannot run: unknown model, bad label column, unusable table."""
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Every error that means bad input (one line, exit 2) rather than a bug, across the three libraries."""
-    import importlib
+    """Every error that means bad input (one line, exit 2) rather than a bug, across the three libraries.
+
+    Only libraries already imported are looked at: an error of a library that was never imported cannot have been
+    raised, and importing one here would cost every command its import time (numpy, pandas).
+    """
+    import sys
 
     errors: list[type[BaseException]] = [SynthwatchError]
     for module, name in (("generators.errors", "GeneratorError"), ("detectors.errors", "DetectorError"),
                          ("quality.errors", "QualityError")):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
+        error = getattr(sys.modules.get(module), name, None)
+        if error is not None:
+            errors.append(error)
     return tuple(errors)

@@ -201,7 +201,7 @@ def check_target(settings, table: str, replace: bool) -> None:
 def run_generate(settings, model_id: str, rows: int, table: str, *, seed: int | None = None,
                  where: str | None = None, replace: bool = False) -> dict:
     """Check the cheap things (rows, table name, --where syntax, model id), then run the generate flow."""
-    from flows.commands import state_result
+    from flows.commands import run_flow, state_result
     from flows.train import get_model_row
 
     conditions = check_generate_args(rows, table, where)
@@ -215,8 +215,8 @@ def run_generate(settings, model_id: str, rows: int, table: str, *, seed: int | 
 
     quality_config(settings)  # a bad threshold in the config fails here, before any flow starts
     config_path = str(settings.config_path) if settings.config_path else None
-    state = generate_flow(str(settings.db_path), str(settings.data_dir), model_id, rows, table, seed, where,
-                          config_path, replace, return_state=True)
+    state = run_flow(generate_flow, str(settings.db_path), str(settings.data_dir), model_id, rows, table, seed,
+                     where, config_path, replace)
     return state_result(state)
 
 

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 
 from flows.config import Settings
 from flows.errors import ConfigError, SynthwatchError, user_error_types
-from flows.warehouse import Warehouse
+from flows.queries import format_summary, warehouse_summary  # noqa: F401 - re-exported for callers
 
 # Stage name -> "module:function"; each function takes (settings, stage_config) and returns a summary dict.
 STAGES = {
@@ -97,43 +97,6 @@ def check_pipeline(settings: Settings, stages: list[str]) -> None:
             check_params(detect["params"], get_detector_class(detect["detector"]), where="detect.params.")
         except user_error_types() as exc:
             raise ConfigError(f"config: {exc}") from None
-
-
-def warehouse_summary(settings: Settings) -> dict:
-    """Every table with its row count, columns, kind and origin (from the catalog), and the latest ingests."""
-    from flows.bookkeeping import catalog_entry
-
-    wh = Warehouse(settings.db_path)
-    with wh.read() as con:
-        tables = []
-        views = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'").fetchall()}
-        for schema in ("main", "quarantine"):
-            for name in Warehouse.list_tables_in(con, schema, include_internal=True):
-                if name.startswith("_stage_") or name in views:
-                    continue
-                rows = con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
-                ncols = len(con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall())
-                entry = catalog_entry(con, name, schema)
-                tables.append({"schema": schema, "table": name, "rows": int(rows), "columns": ncols,
-                               "kind": entry["kind"] if entry else None,
-                               "origin": entry["origin"] if entry else ("bookkeeping" if name.startswith("_")
-                                                                        else "user")})
-        ingests = con.execute(
-            "SELECT table_name, kind, rows, finished_at FROM main._ingestions ORDER BY finished_at DESC LIMIT 10"
-        ).fetchall() if Warehouse.exists(con, "_ingestions") else []
-    return {"db": str(settings.db_path), "tables": tables, "views": sorted(views),
-            "recent_ingests": [{"table": t, "kind": k, "rows": int(r), "at": str(a)} for t, k, r, a in ingests]}
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"warehouse {summary['db']}"]
-    for t in summary["tables"]:
-        what = f"{t['kind'] or '':<10} {t['origin']:<11}"
-        lines.append(f"  {t['schema'] + '.' + t['table']:<40} {t['rows']:>10,} rows  {t['columns']:>4} columns  {what}")
-    if summary.get("views"):
-        lines.append(f"  views: {', '.join(summary['views'])}")
-    return "\n".join(lines)
 
 
 def summary_stage(settings: Settings, cfg: dict) -> dict:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import urllib.request
 from pathlib import Path
 
 SERVER_STATE = "server.json"
+AUTO_SERVER = "SYNTHWATCH_AUTO_SERVER"  # 0 = every flow command starts Prefect's ephemeral server, as before
+_start_failed = False
 
 
 class _WarningsOnly(logging.Filter):
@@ -144,4 +147,37 @@ def configure_prefect(prefect_home: Path, data_dir: Path | None = None) -> str |
         os.environ["PREFECT_API_URL"] = url
     else:
         os.environ.pop("PREFECT_API_URL", None)
+    return url
+
+
+def auto_server_enabled() -> bool:
+    return os.environ.get(AUTO_SERVER, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def use_local_server() -> str | None:
+    """Just before a command runs a flow: point Prefect at the local server of this PREFECT_HOME, starting it in the
+    background when none answers, so this command and every later one skip Prefect's ephemeral server.
+
+    Returns the server's API URL; None when SYNTHWATCH_AUTO_SERVER=0 or the server cannot start (then the flow
+    runs on an ephemeral server, as it did before, after a one-line warning).
+    """
+    if os.environ.get("PREFECT_API_URL"):  # configure_prefect found a running server, or an earlier call started it
+        return os.environ["PREFECT_API_URL"]
+    global _start_failed
+    if not auto_server_enabled() or not os.environ.get("PREFECT_HOME") or _start_failed:
+        return None
+    from flows import server
+    from flows.errors import ServerError
+
+    try:
+        url = server.start(Path(os.environ["PREFECT_HOME"]))["api_url"]
+    except ServerError as exc:
+        _start_failed = True  # once per process: a pipeline's nested flows do not try (and warn) again
+        print(f"warning: could not start the local prefect server ({exc}); this command uses an ephemeral one "
+              f"(set {AUTO_SERVER}=0 to skip trying)", file=sys.stderr)
+        return None
+    os.environ["PREFECT_API_URL"] = url
+    context = sys.modules.get("prefect.context")
+    if context is not None:  # Prefect read its settings from the environment when imported; read them again
+        context.refresh_global_settings_context()
     return url

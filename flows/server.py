@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flows.errors import ServerError
@@ -66,6 +68,24 @@ def _write_state(prefect_home: Path, info: dict) -> None:
         raise
 
 
+@contextmanager
+def _server_lock(prefect_home: Path) -> Iterator[None]:
+    """One start or stop at a time per Prefect home, across processes: two commands that find no server at the
+    same moment start one, and the second uses it. (The server does not inherit the lock: Popen closes other fds.)"""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): starts are not serialised there
+        yield
+        return
+    Path(prefect_home).mkdir(parents=True, exist_ok=True)
+    with open(Path(prefect_home) / "server.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _public(info: dict) -> dict:
     return {"pid": info.get("pid"), "log": info.get("log")}
 
@@ -91,6 +111,11 @@ def start(prefect_home: Path, *, host: str = "127.0.0.1", port: int | None = Non
                           "pass --allow-remote to expose it anyway, or omit --host for 127.0.0.1")
     if port is not None and not 0 < port < 65536:
         raise ServerError(f"--port {port} is not a port number (1-65535)")
+    with _server_lock(prefect_home):
+        return _start(prefect_home, host=host, port=port, timeout=timeout)
+
+
+def _start(prefect_home: Path, *, host: str, port: int | None, timeout: float) -> dict:
     current = status(prefect_home)
     if current["running"]:
         return {**current, "started": False}
@@ -130,8 +155,8 @@ def start(prefect_home: Path, *, host: str = "127.0.0.1", port: int | None = Non
         if running_server_url(prefect_home, timeout=1.0):
             return {"running": True, "api_url": api_url, "pid": proc.pid, "log": str(log_path), "started": True,
                     **note}
-        time.sleep(0.5)
-    stop(prefect_home)
+        time.sleep(0.2)
+    _stop(prefect_home)
     raise ServerError(f"prefect server did not answer on {api_url} within {timeout:.0f}s (log: {log_path})")
 
 
@@ -169,6 +194,11 @@ def _signal_server(pid: int, started: str, sig: int) -> None:
 
 def stop(prefect_home: Path) -> dict:
     """Stop the server this tool started; a pid that is no longer that server is never signalled."""
+    with _server_lock(prefect_home):
+        return _stop(prefect_home)
+
+
+def _stop(prefect_home: Path) -> dict:
     state_file = server_state_path(prefect_home)
     info, problem = read_server_state(prefect_home)
     if info is None and problem is None:

@@ -16,20 +16,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from flows.bookkeeping import catalog_entry, forget_table, insert_row, mark_table, now_utc, record_table
-from flows.errors import SynthwatchError
+from flows.errors import ModelNotFound, SynthwatchError
 from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
+from flows.queries import MODEL_COLUMNS, get_model_row, list_models  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, validate_table_name
-
-MODEL_COLUMNS = ("model_id", "generator", "params", "source_table", "source_hash", "train_table", "holdout_table",
-                 "train_rows", "holdout_rows", "seed", "fit_seconds", "path", "created_at", "made_by")
 
 
 class TrainError(SynthwatchError):
     """Training input that cannot be used: unknown generator, bad holdout share, unusable table."""
-
-
-class ModelNotFound(SynthwatchError):
-    """A model id that is not in `_models`."""
 
 
 def check_train_args(generator: str, holdout: float, epochs: int | None, params: dict | None = None) -> dict:
@@ -192,36 +186,14 @@ def train_flow(db_path: str, models_dir: str, table: str, generator: str, params
 def run_train(settings, table: str, generator: str, *, epochs: int | None = None, seed: int = 0,
               holdout: float = 0.2, params: dict | None = None, made_by: str = "cli") -> dict:
     """Check the cheap things, then run the train flow; returns its result or raises its one-line error."""
-    from flows.commands import state_result
+    from flows.commands import run_flow, state_result
 
     validate_table_name(table)
     params = check_train_args(generator, holdout, epochs, params)
     check_trainable_table(Warehouse(settings.db_path), table, generator)
-    state = train_flow(str(settings.db_path), str(settings.models_dir), table, generator, params, seed, holdout,
-                       made_by, return_state=True)
+    state = run_flow(train_flow, str(settings.db_path), str(settings.models_dir), table, generator, params, seed,
+                     holdout, made_by)
     return state_result(state)
-
-
-def list_models(settings) -> list[dict]:
-    """Every trained model, newest first (empty when none)."""
-    wh = Warehouse(settings.db_path)
-    if not settings.db_path.exists():
-        return []
-    with wh.read() as con:
-        if not Warehouse.exists(con, "_models"):
-            return []
-        rows = con.execute(f"SELECT {', '.join(MODEL_COLUMNS)} FROM main._models ORDER BY created_at DESC").fetchall()
-    return [{c: (str(v) if c == "created_at" else json.loads(v) if c == "params" else v)
-             for c, v in zip(MODEL_COLUMNS, r)} for r in rows]
-
-
-def get_model_row(settings, model_id: str) -> dict:
-    for row in list_models(settings):
-        if row["model_id"] == model_id:
-            return row
-    known = [r["model_id"] for r in list_models(settings)][:10]
-    raise ModelNotFound(f"unknown model id {model_id!r}; trained models: "
-                        f"{', '.join(known) if known else '(none yet: run synthwatch train)'}")
 
 
 def model_tables(con, model: dict) -> list[tuple[str, str]]:

@@ -10,11 +10,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from flows.errors import InvalidTableName, SynthwatchError, TableNotFound, WarehouseBusy
+
+if TYPE_CHECKING:  # pandas costs a third of a second to import; only the commands that build frames pay for it
+    import pandas as pd
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SCHEMAS = ("main", "quarantine")

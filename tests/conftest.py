@@ -14,6 +14,9 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="synthwatch-tests-"))
 # Before anything imports prefect, sdv or torch: keep their state out of the home dir and off the network.
 os.environ["SYNTHWATCH_PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ.setdefault("SYNTHWATCH_BUSY_TIMEOUT", "5")
+# Flows run on an ephemeral server inside the test process; no test leaves a background server behind (the one
+# test of the automatic local server turns it on for its own subprocesses).
+os.environ["SYNTHWATCH_AUTO_SERVER"] = "0"
 from flows.prefect_env import configure_prefect  # noqa: E402
 
 configure_prefect(_SESSION_DIR / "prefect", _SESSION_DIR)

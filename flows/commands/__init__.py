@@ -24,6 +24,24 @@ def add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def run_flow(flow, *args, **kwargs):
+    """Run a flow for a command and return its final state: on the local Prefect server (started in the background
+    when none answers, see `use_local_server`), without the flow-run heartbeat unless
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY asks for it (Prefect's heartbeat thread holds up the end of every run for up
+    to a second)."""
+    import os
+
+    from flows.prefect_env import use_local_server
+
+    use_local_server()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or os.environ.get("PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
+        return flow(*args, return_state=True, **kwargs)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return flow(*args, return_state=True, **kwargs)
+
+
 def state_result(state) -> dict:
     """The dict a flow returned, or raise the error it failed with (a user error as itself: one line, its code)."""
     from flows.errors import SynthwatchError, user_error_types

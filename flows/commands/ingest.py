@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.commands import CommandResult, add_common, state_result
+from flows.commands import CommandResult, add_common, run_flow, state_result
 
 
 def register(subparsers) -> None:
@@ -52,7 +52,7 @@ def run_ingest_source(settings, source: str, kind: str, table: str, mode: str, o
     path = check_source(source)
     from flows.ingest import ingest_flow
 
-    state = ingest_flow(str(settings.db_path), str(path.resolve()), kind, table, mode, options, return_state=True)
+    state = run_flow(ingest_flow, str(settings.db_path), str(path.resolve()), kind, table, mode, options)
     return state_result(state)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flows.commands import CommandResult, add_common, state_result
+from flows.commands import CommandResult, add_common, run_flow, state_result
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,7 @@ def _stage_text(name: str, out: dict) -> str:
     if "skipped" in out:
         return f"[{name}] skipped: {out['skipped']}"
     if name == "summary":
-        from flows.pipeline import format_summary
+        from flows.queries import format_summary
 
         return f"[summary]\n{format_summary(out)}"
     if name == "generate" and out.get("tables"):
@@ -47,6 +47,6 @@ def run_pipeline(args, settings) -> CommandResult:
             raise ConfigError(f"stage(s) {', '.join(unknown)} not in the config; it has {', '.join(stages)}")
         stages = wanted
     check_pipeline(settings, stages)  # unknown stages, keys and hyperparameters fail before Prefect starts
-    result = state_result(pipeline_flow(**settings.to_params(), stages=stages, return_state=True))
+    result = state_result(run_flow(pipeline_flow, **settings.to_params(), stages=stages))
     text = "\n".join(_stage_text(name, out) for name, out in result["stages"].items())
     return CommandResult(data={"ok": True, **result}, text=text)

@@ -63,7 +63,7 @@ def run_generate_command(args, settings) -> CommandResult:
 
 
 def run_models_command(args, settings) -> CommandResult:
-    from flows.train import list_models
+    from flows.queries import list_models
 
     models = list_models(settings)
     if not models:

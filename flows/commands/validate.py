@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.commands import CommandResult, add_common, state_result
+from flows.commands import CommandResult, add_common, run_flow, state_result
 
 
 def register(subparsers) -> None:
@@ -41,9 +41,8 @@ def run_validate(args, settings) -> CommandResult:
     target = args.target or config["targets"].get(args.real)
     check_validate_request(settings, args.real, args.synthetic, args.holdout, target)
     seed = config["seed"] if args.seed is None else args.seed
-    state = validate_flow(str(settings.db_path), str(settings.data_dir), args.real, args.synthetic, args.holdout,
-                          target, config["thresholds"],
-                          seed, return_state=True)
+    state = run_flow(validate_flow, str(settings.db_path), str(settings.data_dir), args.real, args.synthetic,
+                     args.holdout, target, config["thresholds"], seed)
     from flows.errors import GateFailed
 
     failure = state.result(raise_on_failure=False) if state.is_failed() else None

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def run_tables(args, settings) -> CommandResult:
-    from flows.pipeline import format_summary, warehouse_summary
+    from flows.queries import format_summary, warehouse_summary
 
     summary = warehouse_summary(settings)
     return CommandResult(data={"ok": True, **summary}, text=format_summary(summary))
