@@ -19,7 +19,7 @@ from detectors.errors import LabelError
 from flows.bookkeeping import insert_row, now_utc as _now, record_table
 from flows.config import Settings
 from flows.errors import DetectFlowError, SynthwatchError, TableNotFound
-from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
+from flows.modelstore import folders_set_aside, mark, remove_orphans, staging_dir
 from flows.queries import list_detectors, load_model_record  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
 
@@ -273,19 +273,9 @@ def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
     """
     wh = Warehouse(settings.db_path)
     records = [load_model_record(wh, model_id) for model_id in dict.fromkeys(model_ids)]
-    models_dir = settings.models_dir.resolve()
-    moved: list[tuple[Path, Path]] = []
-    results = []
-    try:
-        for record in records:
-            path = Path(record["path"]).resolve()
-            owned = path.parent == models_dir and path.is_dir()
-            if owned:
-                aside = aside_dir(path)
-                path.rename(aside)
-                moved.append((path, aside))
-            results.append({"model_id": record["model_id"], "table": record["table_name"],
-                            "files_deleted": str(path) if owned else None})
+    with folders_set_aside([Path(r["path"]) for r in records], settings.models_dir) as owned:
+        results = [{"model_id": record["model_id"], "table": record["table_name"],
+                    "files_deleted": str(path) if path else None} for record, path in zip(records, owned)]
         with wh.transaction() as con:
             has_scores = Warehouse.exists(con, "anomaly_scores")
             for result in results:
@@ -297,12 +287,6 @@ def delete_detectors(settings: Settings, model_ids: list[str]) -> list[dict]:
                     con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ?", [result["model_id"]])
                 con.execute("DELETE FROM main._detectors WHERE model_id = ?", [result["model_id"]])
                 result.update(scores_deleted=int(scores or 0), alerts_deleted=int(alerts or 0))
-    except BaseException:
-        for path, aside in reversed(moved):
-            aside.rename(path)
-        raise
-    for _, aside in moved:
-        shutil.rmtree(aside, ignore_errors=True)
     return results
 
 

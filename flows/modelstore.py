@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -129,3 +131,30 @@ def remove_orphans(con: duckdb.DuckDBPyConnection, models_dir: Path, db_path: Pa
         shutil.rmtree(folder, ignore_errors=True)
         handled.append(folder.name)
     return handled
+
+
+@contextmanager
+def folders_set_aside(paths: list[Path], models_dir: Path) -> Iterator[list[Path | None]]:
+    """Retire model folders around the caller's write transaction: each folder inside `models_dir` is moved aside
+    first; if the block raises they are all put back, else they are deleted after it. Yields, per path, the
+    resolved folder when it is one of ours, else None (a row naming a path elsewhere never deletes anything)."""
+    models_dir = Path(models_dir).resolve()
+    moved: list[tuple[Path, Path]] = []
+    owned: list[Path | None] = []
+    try:
+        for raw in paths:
+            path = Path(raw).resolve()
+            if path.parent == models_dir and path.is_dir():
+                aside = aside_dir(path)
+                path.rename(aside)
+                moved.append((path, aside))
+                owned.append(path)
+            else:
+                owned.append(None)
+        yield owned
+    except BaseException:
+        for path, aside in reversed(moved):
+            aside.rename(path)
+        raise
+    for _, aside in moved:
+        shutil.rmtree(aside, ignore_errors=True)

@@ -17,7 +17,7 @@ from prefect.cache_policies import NONE
 
 from flows.bookkeeping import catalog_entry, forget_table, insert_row, mark_table, now_utc, record_table
 from flows.errors import ModelNotFound, SynthwatchError
-from flows.modelstore import aside_dir, mark, remove_orphans, staging_dir
+from flows.modelstore import folders_set_aside, mark, remove_orphans, staging_dir
 from flows.queries import MODEL_COLUMNS, get_model_row, list_models  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, validate_table_name
 
@@ -220,19 +220,9 @@ def delete_models(settings, model_ids: list[str]) -> list[dict]:
     """
     wh = Warehouse(settings.db_path)
     models = [get_model_row(settings, model_id) for model_id in dict.fromkeys(model_ids)]
-    models_dir = Path(settings.models_dir).resolve()
-    moved: list[tuple[Path, Path]] = []
-    results = []
-    try:
-        for model in models:
-            path = Path(model["path"]).resolve()
-            owned = path.parent == models_dir and path.is_dir()
-            if owned:
-                aside = aside_dir(path)
-                path.rename(aside)
-                moved.append((path, aside))
-            results.append({"model_id": model["model_id"], "source_table": model["source_table"],
-                            "files_deleted": str(path) if owned else None})
+    with folders_set_aside([Path(m["path"]) for m in models], settings.models_dir) as owned:
+        results = [{"model_id": model["model_id"], "source_table": model["source_table"],
+                    "files_deleted": str(path) if path else None} for model, path in zip(models, owned)]
         stamp = now_utc()
         with wh.transaction() as con:
             for model, result in zip(models, results):
@@ -253,12 +243,6 @@ def delete_models(settings, model_ids: list[str]) -> list[dict]:
                 con.execute("DELETE FROM main._models WHERE model_id = ?", [model["model_id"]])
                 result.update(tables_dropped=dropped,
                               generated_kept=[n if s == "main" else f"{s}.{n}" for s, n in generated])
-    except BaseException:
-        for path, aside in reversed(moved):
-            aside.rename(path)
-        raise
-    for _, aside in moved:
-        shutil.rmtree(aside, ignore_errors=True)
     return results
 
 
