@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import uuid
 from pathlib import Path
@@ -19,6 +18,7 @@ from detectors.errors import LabelError
 from flows.bookkeeping import insert_row, now_utc as _now, record_table
 from flows.config import Settings
 from flows.errors import DetectFlowError, SynthwatchError, TableNotFound
+from flows.prefect_env import library_progress
 from flows.modelstore import folders_set_aside, mark, remove_orphans, staging_dir
 from flows.queries import list_detectors, load_model_record  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
@@ -333,58 +333,40 @@ def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | 
 
 
 # ------------------------------------------------------------------ Prefect tasks and flows
-class _ForwardToRunLogger(logging.Handler):
-    """Send the detectors library's progress (epoch, loss) to the Prefect run logger."""
-
-    def __init__(self, logger):
-        super().__init__(logging.INFO)
-        self.run_logger = logger
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.run_logger.info(record.getMessage())
-
-
 @task(cache_policy=NONE)
-def train_task(settings: Settings, options: dict) -> dict:
+def train_task(db_path: str, data_dir: str, options: dict) -> dict:
     """Fit, save and record one detector; bad input raises, so Prefect records the run as Failed."""
-    library_log = logging.getLogger("detectors")
-    handler = _ForwardToRunLogger(get_run_logger())
-    library_log.addHandler(handler)
-    library_log.setLevel(logging.INFO)
-    try:
+    settings = Settings.from_env(db=db_path, data_dir=data_dir)
+    with library_progress("detectors", get_run_logger()):
         return train_detector(settings, run_id=str(flow_run.get_id() or uuid.uuid4()), **options)
-    finally:
-        library_log.removeHandler(handler)
 
 
 @task(cache_policy=NONE)
-def score_task(settings: Settings, model_id: str, table: str) -> dict:
+def score_task(db_path: str, data_dir: str, model_id: str, table: str) -> dict:
     """Score one table with one saved detector."""
+    settings = Settings.from_env(db=db_path, data_dir=data_dir)
     return score_table(settings, model_id=model_id, table=table, run_id=str(flow_run.get_id() or uuid.uuid4()))
 
 
 @flow(name="detect-train")
-def detect_train_flow(settings: Settings, table: str, detector: str, label_column: str | None = None,
+def detect_train_flow(db_path: str, data_dir: str, table: str, detector: str, label_column: str | None = None,
                       normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
                       seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
-                      model_id: str | None = None, made_by: str = "cli"):
+                      model_id: str | None = None, made_by: str = "cli") -> dict:
     """Train a detector on a warehouse table's normal rows."""
-    logger = get_run_logger()
-    result = train_task(settings, dict(table=table, detector=detector, label_column=label_column,
-                                       normal_value=normal_value, key_column=key_column, epochs=epochs, seed=seed,
-                                       params=params, max_train_rows=max_train_rows, model_id=model_id,
-                                       made_by=made_by))
-    logger.info("trained %s on %s: threshold %.4f (%s)", result["model_id"], table, result["threshold"],
-                result["threshold_source"])
+    result = train_task(db_path, data_dir, dict(
+        table=table, detector=detector, label_column=label_column, normal_value=normal_value, key_column=key_column,
+        epochs=epochs, seed=seed, params=params, max_train_rows=max_train_rows, model_id=model_id, made_by=made_by))
+    get_run_logger().info("trained %s on %s: threshold %.4f (%s)", result["model_id"], table, result["threshold"],
+                          result["threshold_source"])
     return result
 
 
 @flow(name="detect-score")
-def detect_score_flow(settings: Settings, model_id: str, table: str):
+def detect_score_flow(db_path: str, data_dir: str, model_id: str, table: str) -> dict:
     """Score a warehouse table with a trained detector and refresh the alerts view."""
-    logger = get_run_logger()
-    result = score_task(settings, model_id, table)
-    logger.info("scored %d items of %s: %d alerts", result["scored"], table, result["alerts"])
+    result = score_task(db_path, data_dir, model_id, table)
+    get_run_logger().info("scored %d items of %s: %d alerts", result["scored"], table, result["alerts"])
     return result
 
 
@@ -477,7 +459,7 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     detector = cfg.get("detector", "ganomaly")
     if not Warehouse(settings.db_path).table_exists(table):
         raise TableNotFound(f"detect stage: table {table} does not exist; run the ingest stage first")
-    state = detect_train_flow(settings, table, detector, cfg.get("label_column"),
+    state = detect_train_flow(str(settings.db_path), str(settings.data_dir), table, detector, cfg.get("label_column"),
                               None if cfg.get("normal_value") is None else str(cfg["normal_value"]),
                               cfg.get("key_column"), cfg.get("epochs"), int(cfg.get("seed", 0)),
                               cfg.get("params"), cfg.get("max_train_rows"),
@@ -486,7 +468,8 @@ def pipeline_stage(settings: Settings, stage_config: dict) -> dict:
     from flows.commands import state_result
 
     trained = state_result(state)
-    scored = state_result(detect_score_flow(settings, trained["model_id"], table, return_state=True))
+    scored = state_result(detect_score_flow(str(settings.db_path), str(settings.data_dir), trained["model_id"], table,
+                                            return_state=True))
     retired = []
     if cfg.get("replace_previous", True):
         earlier = [m["model_id"] for m in list_detectors(settings)

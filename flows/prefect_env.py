@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 SERVER_STATE = "server.json"
@@ -181,3 +182,31 @@ def use_local_server() -> str | None:
     if context is not None:  # Prefect read its settings from the environment when imported; read them again
         context.refresh_global_settings_context()
     return url
+
+
+class _ToRunLogger(logging.Handler):
+    def __init__(self, run_logger):
+        super().__init__(logging.INFO)
+        self.run_logger = run_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.info(record.getMessage())
+
+
+@contextmanager
+def library_progress(library: str, run_logger):
+    """Forward a library's INFO progress (epochs, losses) to a Prefect run logger while the block runs; a no-op
+    without a run logger."""
+    if run_logger is None:
+        yield
+        return
+    library_log = logging.getLogger(library)
+    handler = _ToRunLogger(run_logger)
+    library_log.addHandler(handler)
+    previous = library_log.level
+    library_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        library_log.removeHandler(handler)
+        library_log.setLevel(previous)

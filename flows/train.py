@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import time
 import uuid
@@ -17,6 +16,7 @@ from prefect.cache_policies import NONE
 
 from flows.bookkeeping import catalog_entry, forget_table, insert_row, mark_table, now_utc, record_table
 from flows.errors import ModelNotFound, SynthwatchError
+from flows.prefect_env import library_progress
 from flows.modelstore import folders_set_aside, mark, remove_orphans, staging_dir
 from flows.queries import MODEL_COLUMNS, get_model_row, list_models  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, validate_table_name
@@ -93,17 +93,6 @@ def new_model_id(table: str, generator: str) -> str:
     return f"{table}_{generator}_{uuid.uuid4().hex[:8]}"
 
 
-class _RunLoggerHandler(logging.Handler):
-    """Forwards the generators library's progress (epoch, loss) to the Prefect run logger."""
-
-    def __init__(self, logger):
-        super().__init__(logging.INFO)
-        self.target = logger
-
-    def emit(self, record):
-        self.target.info(record.getMessage())
-
-
 def train_model(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
                 holdout: float, progress=None, made_by: str = "cli") -> dict:
     """Read the table, split, fit, save under models_dir/<id>/ and record it; nothing is kept on failure.
@@ -120,18 +109,10 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
         raise TrainError(f"table {table} has no rows; ingest data into it before training")
     train, hold = split_holdout(data, holdout, seed)
     gen = make_generator(generator, **params, seed=seed)
-    lib_log = logging.getLogger("generators")
-    handler = _RunLoggerHandler(progress) if progress is not None else None
-    if handler:
-        lib_log.addHandler(handler)
-        lib_log.setLevel(logging.INFO)
-    try:
+    with library_progress("generators", progress):
         started = time.perf_counter()
         gen.fit(train)  # no warehouse connection is held while fitting
         fit_seconds = time.perf_counter() - started
-    finally:
-        if handler:
-            lib_log.removeHandler(handler)
     model_id = new_model_id(table, generator)
     path = Path(models_dir) / model_id
     staged = staging_dir(Path(models_dir), model_id)

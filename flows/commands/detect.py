@@ -43,8 +43,9 @@ def run_detect_train(args, settings) -> CommandResult:
     from flows.detect import check_train_request, detect_train_flow
 
     params = check_train_request(settings, args.table, args.detector, args.param)
-    state = run_flow(detect_train_flow, settings, args.table, args.detector, args.label_column, args.normal_value,
-                     args.key_column, args.epochs, args.seed, params or None, args.max_train_rows)
+    state = run_flow(detect_train_flow, str(settings.db_path), str(settings.data_dir), args.table, args.detector,
+                     args.label_column, args.normal_value, args.key_column, args.epochs, args.seed, params or None,
+                     args.max_train_rows)
     result = state_result(state)
     metrics = ", ".join(f"{k} {result[k]:.4f}" for k in ("auroc", "auprc", "precision", "recall")
                         if result.get(k) is not None)
@@ -60,7 +61,8 @@ def run_detect_score(args, settings) -> CommandResult:
     from flows.detect import check_score_request, detect_score_flow, format_alerts
 
     check_score_request(settings, args.model, args.table)
-    result = state_result(run_flow(detect_score_flow, settings, args.model, args.table))
+    result = state_result(run_flow(detect_score_flow, str(settings.db_path), str(settings.data_dir), args.model,
+                                   args.table))
     return CommandResult(data={"ok": True, **result}, text=format_alerts(result))
 
 
