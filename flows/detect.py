@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from flows.bookkeeping import insert_row, now_utc as _now, record_table
 from flows.config import Settings
 from flows.errors import DetectFlowError, SynthwatchError, TableNotFound
 from flows.prefect_env import library_progress
-from flows.modelstore import folders_set_aside, mark, remove_orphans, staging_dir
+from flows.modelstore import folders_set_aside, recording_model
 from flows.queries import list_detectors, load_model_record  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
 
@@ -234,9 +233,6 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
 
     model_id = model_id or f"{table}-{detector}-{uuid.uuid4().hex[:8]}"
     path = settings.models_dir / model_id
-    staged = staging_dir(settings.models_dir, model_id)
-    model.save(staged)
-    mark(staged, settings.db_path)
     record = {"model_id": model_id, "detector": detector, "table_name": table, "kind": kind, "path": str(path),
               "feature_columns": json.dumps(features), "key_column": key_column, "label_column": label_column,
               "normal_value": normal_value, "params": json.dumps(model.get_params(), default=str),
@@ -247,16 +243,8 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
               "score_mode": model.score_mode_, **metrics,
               **{f"selection_{k}": v for k, v in selection_metrics.items() if k in ("auroc", "auprc")},
               "source_hash": source_hash, "run_id": run_id or model_id, "created_at": _now(), "made_by": made_by}
-    try:
-        with wh.transaction() as con:
-            remove_orphans(con, settings.models_dir, settings.db_path)
-            insert_row(con, "_detectors", record)
-            staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        if path.is_dir() and not staged.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        raise
+    with recording_model(wh, settings.models_dir, model_id, model.save) as con:
+        insert_row(con, "_detectors", record)
     return {"model_id": model_id, "detector": detector, "table": table, "kind": kind, "path": str(path),
             "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)), "n_selection": record["n_selection"],
             "n_report": record["n_report"], "threshold": float(model.threshold_),

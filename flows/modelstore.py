@@ -158,3 +158,25 @@ def folders_set_aside(paths: list[Path], models_dir: Path) -> Iterator[list[Path
         raise
     for _, aside in moved:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def recording_model(wh, models_dir: Path, model_id: str, save) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Save a model and record it atomically: `save(folder)` writes it into this process's staging folder (before
+    any lock is taken), then the caller records it on the yielded write transaction, whose last step renames the
+    folder into place. On any failure nothing stays behind; a crash leaves only folders `remove_orphans` finds."""
+    models_dir = Path(models_dir)
+    path = models_dir / model_id
+    staged = staging_dir(models_dir, model_id)
+    save(staged)
+    mark(staged, wh.path)
+    try:
+        with wh.transaction() as con:
+            remove_orphans(con, models_dir, wh.path)
+            yield con
+            staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        if path.is_dir() and not staged.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        raise

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from prefect.cache_policies import NONE
 from flows.bookkeeping import catalog_entry, forget_table, insert_row, mark_table, now_utc, record_table
 from flows.errors import ModelNotFound, SynthwatchError
 from flows.prefect_env import library_progress
-from flows.modelstore import folders_set_aside, mark, remove_orphans, staging_dir
+from flows.modelstore import folders_set_aside, recording_model
 from flows.queries import MODEL_COLUMNS, get_model_row, list_models  # noqa: F401 - re-exported for callers
 from flows.warehouse import Warehouse, qualified, validate_table_name
 
@@ -115,31 +113,20 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
         fit_seconds = time.perf_counter() - started
     model_id = new_model_id(table, generator)
     path = Path(models_dir) / model_id
-    staged = staging_dir(Path(models_dir), model_id)
-    gen.save(staged)
-    mark(staged, Path(db_path))
     train_table, holdout_table = f"_train_{model_id}", (f"_holdout_{model_id}" if len(hold) else None)
     row = {"model_id": model_id, "generator": generator, "params": json.dumps(gen.get_params()),
            "source_table": table, "source_hash": source_hash, "train_table": train_table,
            "holdout_table": holdout_table, "train_rows": len(train), "holdout_rows": len(hold), "seed": seed,
            "fit_seconds": round(fit_seconds, 3), "path": str(path),
-           "created_at": datetime.now(timezone.utc).replace(tzinfo=None), "made_by": made_by}
-    try:
-        with wh.transaction() as con:
-            remove_orphans(con, Path(models_dir), Path(db_path))
-            source = catalog_entry(con, table)
-            for name, frame in ((train_table, train), (holdout_table, hold)):
-                if name:
-                    Warehouse.write_frame(con, name, frame, internal=True)
-                    record_table(con, name, kind=source["kind"] if source else "tabular", origin="pipeline",
-                                 detail={"model_id": model_id, "source_table": table, "made_by": made_by})
-            insert_row(con, "_models", {c: row[c] for c in MODEL_COLUMNS})
-            staged.rename(path)  # last step before COMMIT: a crash from here on leaves a marked orphan
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        if path.is_dir() and not staged.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        raise
+           "created_at": now_utc(), "made_by": made_by}
+    with recording_model(wh, Path(models_dir), model_id, gen.save) as con:
+        source = catalog_entry(con, table)
+        for name, frame in ((train_table, train), (holdout_table, hold)):
+            if name:
+                Warehouse.write_frame(con, name, frame, internal=True)
+                record_table(con, name, kind=source["kind"] if source else "tabular", origin="pipeline",
+                             detail={"model_id": model_id, "source_table": table, "made_by": made_by})
+        insert_row(con, "_models", {c: row[c] for c in MODEL_COLUMNS})
     out = {k: (str(v) if k == "created_at" else v) for k, v in row.items()}
     out["params"] = gen.get_params()
     out["epochs_run"] = getattr(gen, "epochs_run_", None)
