@@ -59,10 +59,10 @@ def check_trainable_table(wh: Warehouse, table: str, generator: str | None = Non
     with wh.read() as con:
         entry = catalog_entry(con, table)
         kind = entry["kind"] if entry else "tabular"
-        if generator is not None and get_entry(generator).modality != kind:
-            fitting = sorted(n for n, e in REGISTRY.items() if e.modality == kind)
+        if generator is not None and kind not in get_entry(generator).kinds:
+            fitting = sorted(n for n, e in REGISTRY.items() if kind in e.kinds)
             raise TrainError(f"table {table} holds {kind} data and generator {generator!r} learns "
-                             f"{get_entry(generator).modality} tables; generators for {kind} data: "
+                             f"{get_entry(generator).kind} data; generators for {kind} data: "
                              f"{', '.join(fitting) if fitting else 'none yet'}")
         cols = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
         counts = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(c)})" for c in cols)

@@ -1,4 +1,4 @@
-"""The Generator protocol: fit a table, sample new rows, save and load without pickle."""
+"""The Generator protocol common to every data kind: params, fit/sample, save and load without pickle."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
-from generators.codec import ModelColumn, TableCodec, matches
-from generators.errors import (ConditionUnreachableError, GeneratorError, InvalidSampleSizeError, ModelFormatError,
-                               NotFittedError, UnsafeModelError, VersionMismatchWarning)
-from generators.schema import TableSchema, as_schema
+from generators.errors import (GeneratorError, InvalidSampleSizeError, ModelFormatError, NotFittedError,
+                               UnsafeModelError, VersionMismatchWarning)
 from modelkit import errors as shared
 from modelkit.files import (MODEL_FILE, WEIGHTS_FILE, canonical, library_versions, read_envelope,
                             read_safetensors_checked, warn_if_versions_differ, write_envelope)
@@ -21,23 +18,24 @@ from modelkit.params import check_saved_params, get_params
 
 FORMAT_VERSION = 1
 VERSIONED_LIBRARIES = ("synthwatch", "numpy", "pandas", "torch", "scikit-learn", "sdv", "safetensors")
-_DOC_KEYS = ("generator", "params", "schema", "codec", "n_train_rows", "model_columns", "state")
+_COMMON_KEYS = ("generator", "params", "state")
 
 
 class Generator(ABC):
-    """Learns a table and samples synthetic rows like it.
+    """Learns data of one kind and samples new data like it; saved as JSON + safetensors, loaded without pickle.
 
-    Subclasses: `__init__` only stores hyperparameters (all keyword, JSON-able, one of them `seed`);
-    `_fit(frame, columns)` learns the model frame (see `generators.codec`); `_sample(n, rng)` returns a model
-    frame of n rows; `_get_state()` / `_set_state()` give the fitted state as (JSON dict, C-contiguous numpy
-    arrays of fixed dtypes). `_set_state` treats its input as hostile: it checks every array's presence, dtype,
-    shape and values against `model_columns_` and raises ModelFormatError. `fit` ends by passing the fitted state
-    through both, so a fitted model and its saved-and-loaded copy compute on identical memory.
+    Each kind has a base class that owns its container and codec (`generators.tabular.base.TableGenerator`,
+    `generators.timeseries.base.SequenceGenerator`, `generators.image.base.ImageGenerator`); a model subclasses
+    one of them and implements its private hooks. Common to all: `__init__` only stores hyperparameters (all
+    keyword, JSON-able, one of them `seed`); `_get_state()` / `_set_state()` give the fitted state as (JSON dict,
+    C-contiguous numpy arrays of fixed dtypes), and `_set_state` treats its input as hostile (presence, dtype,
+    shape and values of every array, ModelFormatError otherwise). `fit` ends by passing the fitted state through
+    both, so a fitted model and its saved-and-loaded copy compute on identical memory.
     """
 
     name: ClassVar[str] = ""
-    # cap on rows drawn by rejection when sampling under conditions
-    max_rejection_draws: ClassVar[int] = 2_000_000
+    kind: ClassVar[str] = ""  # the data kind this model learns: one of generators.data.KINDS
+    _DOC_KEYS: ClassVar[tuple[str, ...]] = ()  # the kind's own entries of model.json (besides the common ones)
 
     # ------------------------------------------------------------ params
     def get_params(self) -> dict[str, Any]:
@@ -51,23 +49,19 @@ class Generator(ABC):
     def is_fitted(self) -> bool:
         return hasattr(self, "codec_")
 
-    # --------------------------------------------------------------- fit
-    def fit(self, data: pd.DataFrame, schema: TableSchema | Mapping[str, Any] | None = None) -> "Generator":
-        """Learn `data` (not modified); `schema` is inferred when None, or a TableSchema / overrides mapping."""
-        schema = as_schema(schema, data)
-        schema.validate_training_frame(data)
-        rng = np.random.default_rng(self.seed)
-        codec = TableCodec.fit(data, schema)
-        frame = codec.encode(data, rng)
-        columns = codec.model_columns
-        self.schema_ = schema
-        self.n_train_rows_ = int(len(data))
-        self.model_columns_ = columns
-        if columns:
-            self._fit(frame, columns)
-            self._canonicalise()
-        self.codec_ = codec  # last: marks the generator fitted
-        return self
+    def _require_fitted(self, doing: str = "sample from it") -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(data) or load a saved model "
+                                 f"before you {doing}")
+
+    # ------------------------------------------------------- the kind's API
+    @abstractmethod
+    def fit(self, data: Any) -> "Generator":
+        """Learn `data` (the kind's container; never modified) and return self."""
+
+    @abstractmethod
+    def sample(self, n: int, *, seed: int | None = None, conditions: Mapping[str, Any] | None = None) -> Any:
+        """Draw n new items (rows, sequences, images) as the kind's container; same model + same seed => same."""
 
     def _canonicalise(self) -> None:
         """Replace the fitted state by exactly what `load` would rebuild from it (C-contiguous arrays, JSON state).
@@ -78,60 +72,6 @@ class Generator(ABC):
         state, arrays = self._get_state()
         self._set_state(json.loads(json.dumps(state, allow_nan=True)), {k: canonical(v) for k, v in arrays.items()})
 
-    @abstractmethod
-    def _fit(self, frame: pd.DataFrame, columns: list[ModelColumn]) -> None: ...
-
-    # ------------------------------------------------------------ sample
-    def sample(self, n: int, *, seed: int | None = None,
-               conditions: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Draw n synthetic rows; same fitted model + same seed => same rows.
-
-        `conditions` ({column: value}) keeps only rows with those values, drawn by rejection; raises
-        ConditionUnreachableError when `max_rejection_draws` rows do not yield n matches.
-        """
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(data) or load a saved model first")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise InvalidSampleSizeError(f"number of rows must be a positive integer, got {n!r}")
-        n = int(n)
-        conds = self.codec_.check_conditions(conditions)
-        rng = np.random.default_rng(seed)
-        if not conds:
-            table = self.codec_.decode(self._draw(n, rng))
-        else:
-            table = self._draw_matching(n, rng, conds)
-        return self.codec_.add_ids(table, rng)
-
-    def _draw(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
-        if not self.model_columns_:
-            return pd.DataFrame(index=pd.RangeIndex(n))
-        frame = self._sample(n, rng)
-        if len(frame) != n:
-            raise AssertionError(f"{type(self).__name__}._sample returned {len(frame)} rows, not {n}")
-        return frame
-
-    def _draw_matching(self, n: int, rng: np.random.Generator, conds: dict[str, Any]) -> pd.DataFrame:
-        kept: list[pd.DataFrame] = []
-        found = drawn = 0
-        batch = max(2 * n, 1024)
-        while found < n:
-            if drawn >= self.max_rejection_draws:
-                raise ConditionUnreachableError(
-                    f"only {found} of {n} rows matched {conds} after drawing {drawn} rows; the condition is too "
-                    "rare for this model: ask for fewer rows or train on data with more such rows")
-            batch = min(batch, self.max_rejection_draws - drawn)
-            table = self.codec_.decode(self._draw(batch, rng))
-            hit = table[matches(table, conds)]
-            drawn += batch
-            found += len(hit)
-            kept.append(hit)
-            rate = max(found, 1) / drawn
-            batch = int(min(max((n - found) / rate * 1.2, 1024), 500_000))
-        return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
-
-    @abstractmethod
-    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame: ...
-
     # ------------------------------------------------------- persistence
     @abstractmethod
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]: ...
@@ -139,22 +79,27 @@ class Generator(ABC):
     @abstractmethod
     def _set_state(self, state: dict, arrays: dict[str, np.ndarray]) -> None: ...
 
+    @abstractmethod
+    def _describe(self) -> dict[str, Any]:
+        """The kind's own entries of model.json (codec, schema, training size...), JSON-able."""
+
+    @abstractmethod
+    def _restore(self, doc: Mapping[str, Any], where: Path) -> Any:
+        """Rebuild the kind's fitted attributes from a loaded model.json (hostile: check everything, raise
+        ModelFormatError); returns the codec, which `load` sets last (it marks the model fitted)."""
+
+    def _has_weights(self) -> bool:
+        """Whether the fitted state includes arrays (a table with only ids and constants has none)."""
+        return True
+
     def save(self, path: str | Path) -> Path:
-        """Write `path/model.json` (params, schema, fitted state, versions) and `path/weights.safetensors`."""
+        """Write `path/model.json` (params, the kind's codec, fitted state, versions) and `path/weights.safetensors`."""
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted; fit it before saving")
-        state, arrays = self._get_state() if self.model_columns_ else ({}, {})
-        doc = {
-            "format_version": FORMAT_VERSION,
-            "generator": self.name,
-            "params": self.get_params(),
-            "schema": self.schema_.to_dict(),
-            "codec": self.codec_.to_dict(),
-            "n_train_rows": self.n_train_rows_,
-            "model_columns": [[c.name, c.type, c.n_categories] for c in self.model_columns_],
-            "state": state,
-            "versions": library_versions(VERSIONED_LIBRARIES),
-        }
+        state, arrays = self._get_state() if self._has_weights() else ({}, {})
+        doc = {"format_version": FORMAT_VERSION, "generator": self.name, "kind": self.kind,
+               "params": self.get_params(), **self._describe(), "state": state,
+               "versions": library_versions(VERSIONED_LIBRARIES)}
         return write_envelope(path, doc, arrays, indent=1)
 
     @classmethod
@@ -190,7 +135,7 @@ class Generator(ABC):
     def _load(cls, path: Path) -> "Generator":
         from generators.registry import REGISTRY, get_generator_class
 
-        doc = read_envelope(path, format_version=FORMAT_VERSION, keys=_DOC_KEYS)
+        doc = read_envelope(path, format_version=FORMAT_VERSION, keys=_COMMON_KEYS)
         where = path / MODEL_FILE
         name = doc["generator"]
         if not isinstance(name, str) or name not in REGISTRY:
@@ -199,6 +144,12 @@ class Generator(ABC):
         klass = get_generator_class(name)
         if cls is not Generator and not issubclass(klass, cls):
             raise ModelFormatError(f"{path} holds a {name!r} model, not a {cls.__name__}")
+        missing = [k for k in klass._DOC_KEYS if k not in doc]
+        if missing:
+            raise ModelFormatError(f"{where} lacks {missing[0]!r}: it was not written by {klass.__name__}.save")
+        kind = doc.get("kind", klass.kind)  # files written before kinds were recorded are tabular
+        if kind != klass.kind:
+            raise ModelFormatError(f"{where} says kind {str(kind)[:30]!r}, but {name!r} learns {klass.kind} data")
         saved = doc.get("versions", {})
         if not isinstance(saved, dict):
             raise ModelFormatError(f"{where}: 'versions' is not a mapping of library to version")
@@ -207,27 +158,11 @@ class Generator(ABC):
                                 stacklevel=3)
         check_saved_params(klass, doc["params"], where, complete=True)
         obj = klass(**doc["params"])
-        if not isinstance(doc["schema"], dict) or not isinstance(doc["codec"], dict):
-            raise ModelFormatError(f"{where}: 'schema' and 'codec' must be mappings")
-        try:
-            obj.schema_ = TableSchema.from_dict(doc["schema"])
-        except GeneratorError as exc:
-            raise ModelFormatError(f"{where}: bad schema ({exc})") from exc
-        codec = TableCodec.from_dict(obj.schema_, doc["codec"])
-        n_rows = doc["n_train_rows"]
-        if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 0:
-            raise ModelFormatError(f"{where}: n_train_rows must be a non-negative integer, not {str(n_rows)[:30]!r}")
-        obj.n_train_rows_ = n_rows
-        columns = codec.model_columns
-        if doc["model_columns"] != [[c.name, c.type, c.n_categories] for c in columns]:
-            raise ModelFormatError(f"{where}: model_columns do not match the columns the codec produces "
-                                   f"({[c.name for c in columns][:10]}...)")
-        obj.model_columns_ = columns
+        codec = obj._restore(doc, where)
         if not isinstance(doc["state"], dict):
             raise ModelFormatError(f"{where}: 'state' is not a mapping")
-        weights = path / WEIGHTS_FILE
-        if columns:
-            arrays = read_safetensors_checked(weights)
+        if obj._has_weights():
+            arrays = read_safetensors_checked(path / WEIGHTS_FILE)
             try:
                 obj._set_state(doc["state"], arrays)
             except ModelFormatError as exc:
@@ -237,6 +172,13 @@ class Generator(ABC):
                                        f"{name!r} model ({type(exc).__name__}: {str(exc)[:200]})") from exc
         obj.codec_ = codec
         return obj
+
+
+def check_count(n: Any, what: str = "rows") -> int:
+    """n as an int if it is a positive integer; InvalidSampleSizeError otherwise."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise InvalidSampleSizeError(f"number of {what} must be a positive integer, got {n!r}")
+    return int(n)
 
 
 def take_array(arrays: Mapping[str, np.ndarray], key: str, dtype: Any, shape: tuple | None = None,

@@ -1,4 +1,4 @@
-"""Registry: short name -> lazily imported generator class, its modality and tiny test parameters."""
+"""Registry: short name -> lazily imported generator class, the data kind it learns and tiny test parameters."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from generators.data import KINDS
 from generators.errors import UnknownGeneratorError
 
 
@@ -15,16 +16,20 @@ class GeneratorEntry:
 
     name: str
     target: str  # "module:Class", imported on first use
-    modality: str
+    kind: str    # the data kind it learns (one of generators.data.KINDS); the class says the same
     test_params: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def load_class(self) -> type:
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
-REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [
+_TABULAR = [
     GeneratorEntry("autoregressive", "generators.tabular.autoregressive:AutoregressiveGenerator", "tabular",
                    {"epochs": 2, "hidden": 32, "embedding_dim": 4, "max_bins": 8},
                    "own torch model: column by column, numerics in quantile bins (default)"),
@@ -38,14 +43,30 @@ REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [
                    {"epochs": 1, "batch_size": 50}, "SDV CTGANSynthesizer"),
     GeneratorEntry("tvae", "generators.tabular.tvae:TVAEGenerator", "tabular",
                    {"epochs": 1, "batch_size": 50}, "SDV TVAESynthesizer"),
-]}
+]
+_TIMESERIES: list[GeneratorEntry] = []
+_IMAGE: list[GeneratorEntry] = []
 
-DEFAULT_GENERATOR = "autoregressive"
+REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERIES, *_IMAGE]}
+
+# The generator `train` uses when none is named, per kind (None: nothing learns that kind yet).
+DEFAULT_GENERATORS: dict[str, str | None] = {"tabular": "autoregressive", "timeseries": None, "image": None}
+DEFAULT_GENERATOR = DEFAULT_GENERATORS["tabular"]
 
 
-def list_generators(modality: str | None = None) -> list[str]:
-    """Registered names, optionally only those of one modality."""
-    return [n for n, e in REGISTRY.items() if modality is None or e.modality == modality]
+def list_generators(kind: str | None = None) -> list[str]:
+    """Registered names, optionally only those that learn one kind of data."""
+    return [n for n, e in REGISTRY.items() if kind is None or e.kind == kind]
+
+
+def default_generator(kind: str) -> str:
+    """The generator used for `kind` when none is named; UnknownGeneratorError when none learns it yet."""
+    if kind not in KINDS:
+        raise UnknownGeneratorError(f"unknown data kind {kind!r}; kinds are {', '.join(KINDS)}")
+    name = DEFAULT_GENERATORS.get(kind)
+    if name is None:
+        raise UnknownGeneratorError(f"no generator learns {kind} data yet")
+    return name
 
 
 def get_entry(name: str) -> GeneratorEntry:

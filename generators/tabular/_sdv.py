@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from generators.base import Generator
 from generators.codec import ModelColumn
 from generators.errors import ModelFormatError
 from generators.safe_state import StateReader, StateWriter
+from generators.tabular.base import TableGenerator
 
 _TABLE = "table"
 # rebuilt from a fresh synthesizer at load time: unfitted default transformers (they hold Faker instances)
@@ -55,7 +55,7 @@ def _module_buffers(model) -> list:
     return [(b, b.detach().clone()) for m in modules for b in m.buffers()]
 
 
-class SDVGenerator(Generator):
+class SDVGenerator(TableGenerator):
     """Base for SDV synthesizers. The model frame goes to SDV with categorical codes as strings ("v0", "v1"...)."""
 
     synthesizer: ClassVar[str] = ""  # class name in sdv.single_table

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from generators.base import Generator, check_array_keys, take_array
+from generators.base import check_array_keys, take_array
 from generators.codec import ModelColumn
 from generators.errors import ModelFormatError
+from generators.tabular.base import TableGenerator
 
 _KEYS = ("left", "right", "feature", "threshold", "start", "count", "values")
 
@@ -26,7 +27,7 @@ def tree_leaves(X: np.ndarray, left: np.ndarray, right: np.ndarray, feature: np.
         node = np.where(inner, np.where(go_left, left[node], right[node]), node)
 
 
-class CARTGenerator(Generator):
+class CARTGenerator(TableGenerator):
     """Each column is drawn from the training values in the leaf of a tree fitted on the columns before it.
 
     The first column is drawn from its observed values. `min_samples_leaf` is the privacy knob: a larger leaf

@@ -6,14 +6,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from generators.base import Generator, check_array_keys, take_array
+from generators.base import check_array_keys, take_array
 from generators.codec import ModelColumn
 from generators.errors import ModelFormatError
+from generators.tabular.base import TableGenerator
 
 _N_QUANTILES = 256
 
 
-class GMMGenerator(Generator):
+class GMMGenerator(TableGenerator):
     """A full-covariance Gaussian mixture over transformed columns; fast and dependable on small tables.
 
     Numeric columns go through their empirical quantiles to standard normal scores; categoricals become

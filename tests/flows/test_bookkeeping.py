@@ -138,5 +138,5 @@ def test_train_refuses_a_table_of_another_kind(cli, warehouse, tmp_path):
     assert cli(["ingest", tmp_path / "ecg.csv", "--kind", "timeseries", "--table", "ecg"])[0] == 0
     before = warehouse.snapshot()
     code, _, err = cli(["train", "--table", "ecg", "--generator", "cart"])
-    assert code == 2 and "holds timeseries data" in err and "learns tabular tables" in err, err
+    assert code == 2 and "holds timeseries data" in err and "learns tabular data" in err, err
     assert warehouse.snapshot() == before

@@ -49,3 +49,44 @@ def mixed_frame() -> pd.DataFrame:
 def mixed_frame_factory():
     """The builder itself, for module-scoped fixtures (each call returns a fresh frame)."""
     return make_mixed_frame
+
+
+def make_panel(n_entities: int = 24, seed: int = 3) -> "SequenceData":
+    """A panel of short daily series of varying length: a context column (region, constant per entity), two
+    value columns (one numeric with a few gaps, one categorical) and a trend that differs by region."""
+    from generators.data import SequenceData
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n_entities):
+        region = ["north", "south"][e % 2]
+        length = int(rng.integers(8, 15))
+        start = pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(rng.integers(0, 30)))
+        level = (10.0 if region == "north" else 20.0) + rng.normal(0, 1)
+        for t in range(length):
+            level += rng.normal(0.5, 0.3)
+            rows.append({"store": f"s{e:03d}", "day": start + pd.Timedelta(days=t), "region": region,
+                         "sales": np.nan if rng.random() < 0.05 else round(level, 3),
+                         "promo": "yes" if rng.random() < 0.3 else "no"})
+    return SequenceData(pd.DataFrame(rows), time="day", entity="store")
+
+
+def make_images(n: int = 60, seed: int = 5, channels: int = 1) -> "ImageData":
+    """Tiny 8x8 images of three labelled shapes (a bar, a square, a cross) with noise, uint8."""
+    from generators.data import ImageData
+
+    rng = np.random.default_rng(seed)
+    labels = np.array([["bar", "square", "cross"][i % 3] for i in range(n)], dtype=object)
+    px = rng.integers(0, 40, (n, 8, 8, channels)).astype(np.int64)
+    for i, lab in enumerate(labels):
+        if lab == "bar":
+            px[i, :, 3:5] += 200
+        elif lab == "square":
+            px[i, 2:6, 2:6] += 200
+        else:
+            px[i, 3:5, :] += 150
+            px[i, :, 3:5] += 150
+    return ImageData(np.clip(px, 0, 255).astype(np.uint8), labels)
+
+
+KIND_DATA = {"tabular": make_mixed_frame, "timeseries": make_panel, "image": make_images}

@@ -10,10 +10,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from generators.base import Generator, check_array_keys, take_array, torch_generator
+from generators.base import check_array_keys, take_array, torch_generator
 from generators.codec import ModelColumn
 from generators.errors import ModelFormatError
 from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens, tokens_to_numeric
+from generators.tabular.base import TableGenerator
 
 log = logging.getLogger("generators.autoregressive")
 
@@ -31,7 +32,7 @@ def _threads(n: int | None):
         torch.set_num_threads(before)
 
 
-class AutoregressiveGenerator(Generator):
+class AutoregressiveGenerator(TableGenerator):
     """Learns p(x_1) p(x_2|x_1) ... p(x_m|x_<m) with cross-entropy; numerics become quantile-bin tokens.
 
     A numeric value is drawn uniformly inside its sampled bin, so samples follow a smooth distribution instead of
