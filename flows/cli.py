@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "flows.commands.validate",
     "flows.commands.detect",
     "flows.commands.warehouse",
+    "flows.commands.export",
 )
 
 

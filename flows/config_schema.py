@@ -42,7 +42,7 @@ class IngestEntry(_Section):
 
 class TrainModel(_Section):
     table: str
-    generator: str = "autoregressive"
+    generator: str | None = None  # None: the default generator of the table's kind
     seed: int = 0
     holdout: float = Field(default=0.2, ge=0.0, lt=0.9)
     epochs: int | None = Field(default=None, ge=1)
@@ -58,8 +58,10 @@ class TrainSection(_Section):
 class GenerateTable(_Section):
     source_table: str
     table: str
-    generator: str = "autoregressive"
-    rows: int = Field(default=1000, ge=1)
+    generator: str | None = None  # None: the default generator of the source table's kind
+    rows: int | None = Field(default=None, ge=1)  # rows or images; None: as many as the model learned
+    sequences: int | None = Field(default=None, ge=1)  # series: how many sequences; None: as many as learned
+    length: int | None = Field(default=None, ge=1)  # a single long series: steps per sampled segment
     seed: int | None = None
     where: str | None = None
     replace: bool = True  # the pipeline owns its synthetic tables; ingested ones are never replaced
@@ -73,6 +75,9 @@ class QualitySection(_Section):
     seed: int = 0
     # names and bounds are checked against quality.gate.DEFAULT_THRESHOLDS by `flows.gate.quality_config`
     thresholds: dict[str, float | None] = Field(default_factory=dict)
+    # the gates of series and images (names checked against quality.sequence / quality.image defaults)
+    sequence_thresholds: dict[str, float | None] = Field(default_factory=dict)
+    image_thresholds: dict[str, float | None] = Field(default_factory=dict)
     targets: dict[str, str] = Field(default_factory=dict)
 
 

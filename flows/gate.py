@@ -32,8 +32,56 @@ def quality_config(settings: Settings) -> dict[str, Any]:
         if key not in DEFAULT_THRESHOLDS:
             raise ConfigError(f"quality.thresholds.{key}: unknown threshold{suggest(key, list(DEFAULT_THRESHOLDS))}")
     resolve_thresholds(thresholds)
-    return {"thresholds": thresholds, "targets": dict(section.get("targets") or {}),
-            "seed": int(section.get("seed", 0))}
+    kind_thresholds = {}
+    for kind, (key, _, _) in KIND_GATES.items():
+        given = dict(section.get(key) or {})
+        known = list(_kind_defaults(kind)) if given else []
+        for name in given:
+            if name not in known:
+                raise ConfigError(f"quality.{key}.{name}: unknown threshold{suggest(name, known)}")
+        kind_thresholds[kind] = given
+    return {"thresholds": thresholds, "kind_thresholds": kind_thresholds,
+            "targets": dict(section.get("targets") or {}), "seed": int(section.get("seed", 0))}
+
+
+# The gate of each kind beyond tables: (its config key under `quality:`, module, (evaluate, render, defaults)).
+KIND_GATES = {
+    "timeseries": ("sequence_thresholds", "quality.sequence",
+                   ("evaluate_sequences", "render_sequence_report", "DEFAULT_SEQUENCE_THRESHOLDS")),
+    "image": ("image_thresholds", "quality.image", ("evaluate_images", "render_image_report",
+                                                    "DEFAULT_IMAGE_THRESHOLDS")),
+}
+
+
+def _kind_gate(kind: str):
+    import importlib
+
+    _, module, names = KIND_GATES[kind]
+    mod = importlib.import_module(module)
+    return tuple(getattr(mod, n) for n in names)
+
+
+def _kind_defaults(kind: str) -> dict:
+    return _kind_gate(kind)[2]
+
+
+def _evaluate_kind(kind: str, real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None,
+                   detail: dict, thresholds: dict | None, seed: int, title: str, path: Path):
+    """The gate of a series or image table: the kind's evaluation on the stored layouts, and its HTML report."""
+    from flows.kinds import images_of, series_roles
+
+    evaluate, render, _ = _kind_gate(kind)
+    if kind == "timeseries":
+        time, entity = series_roles(detail, real)
+        report = evaluate(real, synthetic, holdout, time=time, entity=entity, thresholds=thresholds, seed=seed)
+        render(report, real, synthetic, time=time, entity=entity, title=title, path=path)
+        return report
+    r, s = images_of(real), images_of(synthetic)
+    h = images_of(holdout) if holdout is not None else None
+    report = evaluate(r.pixels, r.labels, s.pixels, s.labels, None if h is None else h.pixels,
+                      None if h is None else h.labels, thresholds=thresholds, seed=seed)
+    render(report, r.pixels, r.labels, s.pixels, s.labels, title=title, path=path)
+    return report
 
 
 def summary_markdown(result: dict[str, Any]) -> str:
@@ -65,23 +113,31 @@ def _artifact_key(table: str) -> str:
 def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, *,
              table: str, thresholds: dict | None, source: dict, target: str | None = None,
              seed: int = 0, id_columns: list[str] | None = None,
-             expectation_reference: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Evaluate `synthetic` against `real` (and `holdout`), write the HTML report, publish a Prefect artifact
-    when inside a flow run; return a plain dict (passed, failing, report_path, checks...)."""
-    from quality import evaluate, render_report
+             expectation_reference: pd.DataFrame | None = None, kind: str = "tabular",
+             detail: dict | None = None) -> dict[str, Any]:
+    """Evaluate `synthetic` against `real` (and `holdout`) with the gate of their kind, write the HTML report,
+    publish a Prefect artifact when inside a flow run; return a plain dict (passed, failing, report_path...).
 
+    Series and images are given in their stored layouts (`detail`: the series' catalog detail)."""
     report_id = uuid.uuid4().hex[:12]
-    report = evaluate(real, synthetic, holdout, thresholds=thresholds, target=target, seed=seed,
-                      id_columns=id_columns, expectation_reference=expectation_reference)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"{table}-{_now():%Y%m%dT%H%M%S}-{report_id}.html"
-    render_report(report, real, synthetic, title=f"Quality report: {table}", path=path)
-    data = report.to_dict()
-    from quality.gate import resolve_thresholds
+    title = f"Quality report: {table}"
+    if kind == "tabular":
+        from quality import evaluate, render_report
+        from quality.gate import resolve_thresholds
 
+        report = evaluate(real, synthetic, holdout, thresholds=thresholds, target=target, seed=seed,
+                          id_columns=id_columns, expectation_reference=expectation_reference)
+        render_report(report, real, synthetic, title=title, path=path)
+        resolved = resolve_thresholds(thresholds)
+    else:
+        report = _evaluate_kind(kind, real, synthetic, holdout, detail or {}, thresholds, seed, title, path)
+        resolved = {**_kind_defaults(kind), **(thresholds or {})}
+    data = report.to_dict()
     result = {"report_id": report_id, "table": table, "passed": report.passed, "failing": report.failing,
               "report_path": str(path), "checks": data["checks"], "timings": data["timings"],
-              "thresholds": resolve_thresholds(thresholds), "source": dict(source), "target": target,
+              "thresholds": resolved, "source": dict(source), "target": target, "kind": kind,
               "n_real": len(real), "n_synthetic": len(synthetic),
               "n_holdout": None if holdout is None else len(holdout)}
     if flow_run.get_id():

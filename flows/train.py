@@ -47,44 +47,63 @@ def check_train_args(generator: str, holdout: float, epochs: int | None, params:
     return params
 
 
-def check_trainable_table(wh: Warehouse, table: str, generator: str | None = None) -> None:
+def table_kind(wh: Warehouse, table: str) -> tuple[str, dict]:
+    """(kind, catalog detail) of a warehouse table; a table the catalog does not know is tabular."""
+    with wh.read() as con:
+        entry = catalog_entry(con, table)
+    return (entry["kind"], entry.get("detail") or {}) if entry else ("tabular", {})
+
+
+def choose_generator(kind: str, generator: str | None, table: str) -> str:
+    """The generator to train on a table of `kind`: the named one if it learns that kind, else the kind's default.
+
+    A mismatch is one line naming the generators that fit.
+    """
+    from generators.registry import REGISTRY, default_generator, get_entry
+
+    fitting = sorted(n for n, e in REGISTRY.items() if kind in e.kinds)
+    if generator is None:
+        if not fitting:
+            raise TrainError(f"table {table} holds {kind} data and no generator learns {kind} data yet")
+        return default_generator(kind)
+    entry = get_entry(generator)  # UnknownGeneratorError names the choices
+    if kind not in entry.kinds:
+        raise TrainError(f"table {table} holds {kind} data and generator {generator!r} learns {entry.kind} data; "
+                         f"generators for {kind} data: {', '.join(fitting) if fitting else 'none yet'}")
+    return generator
+
+
+def check_trainable_table(wh: Warehouse, table: str, generator: str | None = None) -> str:
     """Raise before any flow starts if the table is missing, holds a kind of data the generator does not learn,
-    has no rows or has an all-null column."""
-    from flows.bookkeeping import catalog_entry
-    from flows.warehouse import qualified, quote_ident
-    from generators.registry import REGISTRY, get_entry
+    has no rows or has an all-null column; returns the generator to use (the kind's default when None)."""
+    from flows.warehouse import quote_ident
 
     if not wh.table_exists(table):
         wh.read_frame(table)  # raises TableNotFound listing the tables
+    kind, _ = table_kind(wh, table)
+    generator = choose_generator(kind, generator, table)
     with wh.read() as con:
-        entry = catalog_entry(con, table)
-        kind = entry["kind"] if entry else "tabular"
-        if generator is not None and kind not in get_entry(generator).kinds:
-            fitting = sorted(n for n, e in REGISTRY.items() if kind in e.kinds)
-            raise TrainError(f"table {table} holds {kind} data and generator {generator!r} learns "
-                             f"{get_entry(generator).kind} data; generators for {kind} data: "
-                             f"{', '.join(fitting) if fitting else 'none yet'}")
         cols = [r[0] for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
         counts = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(c)})" for c in cols)
                              + f" FROM {qualified(table)}").fetchall()[0]
     if counts[0] == 0:
         raise TrainError(f"table {table} has no rows; ingest data into it before training")
-    empty = [c for c, n in zip(cols, counts[1:]) if n == 0]
+    empty = [c for c, n in zip(cols, counts[1:]) if n == 0 and not (kind == "image" and c == "label")]
     if empty:
         raise TrainError(f"table {table} has columns that are entirely null: {', '.join(empty)}; "
                          "drop them (or fill them) before training")
+    return generator
 
 
-def split_holdout(data: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, holdout): a seeded random split; the holdout gets round(share * rows) rows."""
-    perm = np.random.default_rng(seed).permutation(len(data))
-    n_hold = int(round(share * len(data)))
-    if share > 0 and len(data) - n_hold < 2:
-        raise TrainError(f"the table has {len(data)} rows: too few to keep a {share:.0%} holdout; "
-                         "use --holdout 0 or more rows")
-    hold = data.iloc[np.sort(perm[:n_hold])].reset_index(drop=True)
-    train = data.iloc[np.sort(perm[n_hold:])].reset_index(drop=True)
-    return train, hold
+def split_holdout(data: pd.DataFrame, share: float, seed: int, kind: str = "tabular",
+                  detail: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout) of a table of `kind` (see `flows.kinds.split_holdout`); TrainError when it cannot."""
+    from flows.kinds import KindError, split_holdout as split
+
+    try:
+        return split(kind, data, share, seed, detail)
+    except KindError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def new_model_id(table: str, generator: str) -> str:
@@ -97,19 +116,25 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
 
     `made_by` records who asked: `pipeline` (`synthwatch run`, whose later runs retire this model) or `cli`.
     """
+    from flows.kinds import KindError, to_container
     from generators.registry import make_generator
 
     wh = Warehouse(db_path)
     validate_table_name(table)
+    kind, detail = table_kind(wh, table)
     data = wh.read_frame(table)
     source_hash = wh.table_hash(table)
     if len(data) == 0:
         raise TrainError(f"table {table} has no rows; ingest data into it before training")
-    train, hold = split_holdout(data, holdout, seed)
+    train, hold = split_holdout(data, holdout, seed, kind, detail)
+    try:
+        learn = to_container(kind, train, detail)
+    except KindError as exc:
+        raise TrainError(f"table {table}: {exc}") from None
     gen = make_generator(generator, **params, seed=seed)
     with library_progress("generators", progress):
         started = time.perf_counter()
-        gen.fit(train)  # no warehouse connection is held while fitting
+        gen.fit(learn)  # no warehouse connection is held while fitting
         fit_seconds = time.perf_counter() - started
     model_id = new_model_id(table, generator)
     path = Path(models_dir) / model_id
@@ -124,8 +149,9 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
         for name, frame in ((train_table, train), (holdout_table, hold)):
             if name:
                 Warehouse.write_frame(con, name, frame, internal=True)
+                roles = {k: detail[k] for k in ("time_column", "id_column") if k in detail}
                 record_table(con, name, kind=source["kind"] if source else "tabular", origin="pipeline",
-                             detail={"model_id": model_id, "source_table": table, "made_by": made_by})
+                             detail={"model_id": model_id, "source_table": table, "made_by": made_by, **roles})
         insert_row(con, "_models", {c: row[c] for c in MODEL_COLUMNS})
     out = {k: (str(v) if k == "created_at" else v) for k, v in row.items()}
     out["params"] = gen.get_params()
@@ -144,21 +170,21 @@ def train_task(db_path: str, models_dir: str, table: str, generator: str, params
 @flow(name="train", log_prints=False)
 def train_flow(db_path: str, models_dir: str, table: str, generator: str, params: dict | None = None,
                seed: int = 0, holdout: float = 0.2, made_by: str = "cli") -> dict:
-    """Train a tabular generator on a warehouse table, keeping a holdout split for the privacy checks."""
+    """Train a generator on a warehouse table of any kind, keeping a holdout split for the privacy checks."""
     result = train_task(db_path, models_dir, table, generator, params or {}, seed, holdout, made_by)
     get_run_logger().info("model %s trained on %s rows of %s in %.1fs", result["model_id"], result["train_rows"],
                           table, result["fit_seconds"])
     return result
 
 
-def run_train(settings, table: str, generator: str, *, epochs: int | None = None, seed: int = 0,
+def run_train(settings, table: str, generator: str | None = None, *, epochs: int | None = None, seed: int = 0,
               holdout: float = 0.2, params: dict | None = None, made_by: str = "cli") -> dict:
     """Check the cheap things, then run the train flow; returns its result or raises its one-line error."""
     from flows.commands import run_flow, state_result
 
     validate_table_name(table)
+    generator = check_trainable_table(Warehouse(settings.db_path), table, generator)
     params = check_train_args(generator, holdout, epochs, params)
-    check_trainable_table(Warehouse(settings.db_path), table, generator)
     state = run_flow(train_flow, str(settings.db_path), str(settings.models_dir), table, generator, params, seed,
                      holdout, made_by)
     return state_result(state)
@@ -229,7 +255,7 @@ def pipeline_stage(settings, stage_config: dict) -> dict:
     replace_previous = bool(cfg.get("replace_previous", True))
     done = []
     for job in jobs:
-        table, generator = job["table"], job.get("generator", "autoregressive")
+        table, generator = job["table"], job.get("generator")
         result = run_train(settings, table, generator, epochs=job.get("epochs"), seed=int(job.get("seed", 0)),
                            holdout=float(job.get("holdout", 0.2)), params=job.get("params"), made_by="pipeline")
         retired = []

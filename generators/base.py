@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 
-from generators.errors import (GeneratorError, InvalidSampleSizeError, ModelFormatError, NotFittedError,
+from generators.errors import (ConditionError, GeneratorError, InvalidSampleSizeError, ModelFormatError, NotFittedError,
                                UnsafeModelError, VersionMismatchWarning)
 from modelkit import errors as shared
 from modelkit.files import (MODEL_FILE, WEIGHTS_FILE, canonical, library_versions, read_envelope,
@@ -62,6 +62,17 @@ class Generator(ABC):
     @abstractmethod
     def sample(self, n: int, *, seed: int | None = None, conditions: Mapping[str, Any] | None = None) -> Any:
         """Draw n new items (rows, sequences, images) as the kind's container; same model + same seed => same."""
+
+    def check_conditions(self, conditions: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The conditions `sample` would apply, coerced to the model's types; ConditionError for a column the
+        model does not condition on or a value it never saw (cheap: nothing is sampled)."""
+        self._require_fitted("check conditions")
+        check = getattr(self.codec_, "check_conditions", None)
+        if check is None:
+            if conditions:
+                raise ConditionError(f"{type(self).__name__} samples without conditions; drop --where")
+            return {}
+        return check(conditions)
 
     def _canonicalise(self) -> None:
         """Replace the fitted state by exactly what `load` would rebuild from it (C-contiguous arrays, JSON state).

@@ -9,17 +9,26 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="Fit a generator on a warehouse table (keeps a holdout split).")
     add_common(p)
     p.add_argument("--table", required=True, help="warehouse table to learn")
-    p.add_argument("--generator", default="autoregressive",
-                   help="generator name (autoregressive, cart, gmm, gaussian_copula, ctgan, tvae)")
+    p.add_argument("--generator", default=None,
+                   help="generator name (see synthwatch generators); default: the default one for the table's kind "
+                        "(autoregressive for tables)")
     p.add_argument("--epochs", type=int, help="maximum training epochs (neural generators)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default 0)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of rows kept out of training (default 0.2)")
     p.set_defaults(handler=run_train_command)
 
+    p = subparsers.add_parser("generators", help="List the generators, the kind of data each learns, the defaults.")
+    add_common(p)
+    p.set_defaults(handler=run_generators_command)
+
     p = subparsers.add_parser("generate", help="Sample a synthetic table from a trained model.")
     add_common(p)
     p.add_argument("--model", required=True, help="model id (see synthwatch models)")
-    p.add_argument("--rows", required=True, type=int, help="number of rows to generate")
+    p.add_argument("--rows", type=int,
+                   help="number of rows (tables) or images to generate (default: as many as the model learned)")
+    p.add_argument("--sequences", type=int,
+                   help="series: number of sequences to generate (default: as many as the model learned)")
+    p.add_argument("--length", type=int, help="a model of one long series: steps per generated segment")
     p.add_argument("--table", required=True, help="new table to write the synthetic rows to")
     p.add_argument("--replace", action="store_true",
                    help="write over --table if an earlier generate made it (never over ingested or other tables)")
@@ -55,11 +64,23 @@ def run_generate_command(args, settings) -> CommandResult:
     from flows.generate import run_generate
 
     r = run_generate(settings, args.model, args.rows, args.table, seed=args.seed, where=args.where,
-                     replace=args.replace)
+                     replace=args.replace, sequences=args.sequences, length=args.length)
     cond = f" where {r['conditions']}" if r["conditions"] else ""
-    text = (f"{r['table']}: {r['rows']} synthetic rows from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s; "
+    what = {"timeseries": f"{r['items']} synthetic sequences ({r['rows']} rows)",
+            "image": f"{r['items']} synthetic images"}.get(r["kind"], f"{r['rows']} synthetic rows")
+    text = (f"{r['table']}: {what} from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s; "
             f"quality gate passed, published (report: {r['quality']['report_path']})")
     return CommandResult(data={"ok": True, **r}, text=text)
+
+
+def run_generators_command(args, settings) -> CommandResult:
+    from generators.registry import DEFAULT_GENERATORS, REGISTRY
+
+    rows = [{"name": e.name, "kind": e.kind, "default": DEFAULT_GENERATORS.get(e.kind) == e.name,
+             "summary": e.summary} for e in REGISTRY.values()]
+    lines = [f"{'generator':<18} {'kind':<11} summary"]
+    lines += [f"{r['name']:<18} {r['kind']:<11} {r['summary']}{' [default]' if r['default'] else ''}" for r in rows]
+    return CommandResult(data={"ok": True, "generators": rows}, text="\n".join(lines))
 
 
 def run_models_command(args, settings) -> CommandResult:
