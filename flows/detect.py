@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,154 +15,15 @@ from prefect.runtime import flow_run
 from detectors.errors import LabelError
 from flows.bookkeeping import insert_row, now_utc as _now, record_table
 from flows.config import Settings
-from flows.errors import DetectFlowError, SynthwatchError, TableNotFound
-from flows.prefect_env import library_progress
+from flows.detect_checks import format_alerts
+from flows.detect_inputs import (detection_metrics, detector_input, label_vector, read_table,
+                                 split_rows, split_validation, take_items)
+from flows.errors import DetectFlowError, TableNotFound
+from flows.kinds import table_kind
 from flows.modelstore import folders_set_aside, recording_model
-from flows.queries import list_detectors, load_model_record  # noqa: F401 - re-exported for callers
-from flows.warehouse import Warehouse, qualified, quote_ident, validate_table_name
-
-VALIDATION_SHARE = 0.2
-
-
-# ------------------------------------------------------------------ reading tables into detector inputs
-def table_kind(wh: Warehouse, table: str) -> tuple[str, dict]:
-    """The data kind of a table and what its writer recorded (series columns...), from the warehouse catalog.
-
-    A table made outside synthwatch has no catalog entry and is read as a table (tabular).
-    """
-    from flows.bookkeeping import catalog_entry
-
-    with wh.read() as con:
-        entry = catalog_entry(con, table)
-    if entry is None:
-        return "tabular", {}
-    return entry["kind"], entry["detail"]
-
-
-def read_table(wh: Warehouse, table: str, kind: str, summary: dict) -> pd.DataFrame:
-    """The table in a stable order (image id, series time, or insertion order)."""
-    validate_table_name(table)
-    if not wh.table_exists(table):
-        wh.read_frame(table)  # raises TableNotFound listing the tables
-    order = "rowid"
-    if kind == "image":
-        order = "id"
-    elif kind == "timeseries":
-        keys = [summary.get("id_column"), summary.get("time_column")]
-        order = ", ".join(quote_ident(k) for k in keys if k) or "rowid"
-    with wh.read() as con:
-        return con.execute(f"SELECT * FROM {qualified(table)} ORDER BY {order}").df()
-
-
-def image_meta_columns() -> list[str]:
-    return ["id", "label", "height", "width", "channels", "dtype", "origin", "pixels"]
-
-
-def detector_input(frame: pd.DataFrame, kind: str, summary: dict, key_column: str | None,
-                   label_column: str | None) -> tuple[Any, list[str], pd.Series]:
-    """(detector input, feature columns, item keys) for a table of the given kind."""
-    if kind == "image":
-        from flows.readers import frame_to_images
-
-        sizes = frame[["height", "width", "channels"]].drop_duplicates()
-        if len(sizes) > 1:
-            raise DetectFlowError("the image table mixes image sizes; ingest one size per table")
-        images = frame_to_images(frame)
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), ["pixels"], frame["id"].astype(str)
-    skip = {c for c in (key_column, label_column) if c}
-    if kind == "timeseries":
-        skip |= {c for c in (summary.get("time_column"), summary.get("id_column")) if c}
-        features = [c for c in frame.columns if c not in skip]
-        time_column = summary.get("time_column")
-        keys = frame[time_column].astype(str) if time_column else pd.Series(np.arange(len(frame)).astype(str))
-        if summary.get("id_column"):
-            keys = frame[summary["id_column"]].astype(str) + "|" + keys
-            if frame[summary["id_column"]].nunique() > 1:
-                raise DetectFlowError("the series table holds several series; ingest one series per table")
-        return frame[features].reset_index(drop=True), features, keys
-    features = [c for c in frame.columns if c not in skip]
-    keys = frame[key_column].astype(str) if key_column else pd.Series(np.arange(len(frame)).astype(str))
-    return frame[features].reset_index(drop=True), features, keys
-
-
-def label_vector(frame: pd.DataFrame, label_column: str, normal_value: str | None) -> np.ndarray:
-    """1 for anomalous rows (label != normal value), 0 for normal ones; errors name the column."""
-    if label_column not in frame.columns:
-        raise DetectFlowError(f"label column {label_column!r} is not in the table; columns are "
-                              f"{', '.join(map(str, frame.columns))}")
-    column = frame[label_column]
-    if column.isna().any():
-        raise DetectFlowError(f"label column {label_column!r} has {int(column.isna().sum())} missing value(s); "
-                              "fill or drop them")
-    if normal_value is None:
-        values = set(pd.unique(column).tolist())
-        if not values <= {0, 1, True, False}:
-            raise DetectFlowError(f"label column {label_column!r} is not 0/1; pass --normal-value "
-                                  f"(values include {sorted(map(str, values))[:5]})")
-        labels = column.astype(int).to_numpy()
-    elif pd.api.types.is_numeric_dtype(column):
-        try:
-            labels = (column.astype(float) != float(normal_value)).astype(int).to_numpy()
-        except ValueError:
-            raise DetectFlowError(f"--normal-value {normal_value!r} is not a number but label column "
-                                  f"{label_column!r} is numeric") from None
-    else:
-        labels = (column.astype(str) != str(normal_value)).astype(int).to_numpy()
-    if labels.min() == labels.max():
-        which = "normal" if labels[0] == 0 else "anomalous"
-        raise LabelError(f"label column {label_column!r} has one class only (every row is {which} for normal "
-                         f"value {normal_value if normal_value is not None else 0!r}); metrics and a validated "
-                         "threshold need both classes — check --normal-value or drop --label-column")
-    return labels
-
-
-def split_rows(n: int, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train index, validation index): random rows for tables/images, the last 20% for a series."""
-    n_val = max(1, int(round(n * VALIDATION_SHARE)))
-    if kind == "timeseries":
-        return np.arange(0, n - n_val), np.arange(n - n_val, n)
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def split_validation(val_idx: np.ndarray, labels: np.ndarray | None, kind: str,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(selection part, report part) of the validation rows: choices are made on one, quality reported on the other.
-
-    A series keeps time order (the earlier half chooses, the later half reports). Rows and images are split at
-    random within each class; an odd anomaly goes to the report part, so a single labelled anomaly still gives an
-    honest figure (the choice then falls back to the declared default and the contamination rate).
-    """
-    if kind == "timeseries":
-        half = len(val_idx) // 2
-        return val_idx[:half], val_idx[half:]
-    rng = np.random.default_rng(seed + 1)
-    groups = [val_idx] if labels is None else [val_idx[labels[val_idx] == v] for v in (0, 1)]
-    selection, report = [], []
-    for group in groups:
-        shuffled = rng.permutation(group)
-        cut = len(shuffled) // 2
-        selection.append(shuffled[:cut])
-        report.append(shuffled[cut:])
-    return np.sort(np.concatenate(selection)), np.sort(np.concatenate(report))
-
-
-def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | None]:
-    """AUROC, AUPRC, precision and recall of `scores > threshold`; all None when the labels hold one class."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    if labels.min() == labels.max():
-        return {"auroc": None, "auprc": None, "precision": None, "recall": None}
-    predicted = scores > threshold
-    tp = int(np.sum(predicted & (labels == 1)))
-    return {"auroc": float(roc_auc_score(labels, scores)), "auprc": float(average_precision_score(labels, scores)),
-            "precision": tp / max(int(predicted.sum()), 1), "recall": tp / int(labels.sum())}
-
-
-def _take(data: Any, index: np.ndarray) -> Any:
-    if isinstance(data, pd.DataFrame):
-        return data.iloc[index].reset_index(drop=True)
-    return data[index]
+from flows.prefect_env import library_progress
+from flows.queries import list_detectors, load_model_record
+from flows.warehouse import Warehouse, validate_table_name
 
 
 # ------------------------------------------------------------------ train
@@ -215,16 +75,16 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
         window = int(getattr(model, "window_length", 1)) if kind == "timeseries" else 1
         candidate = labels[select_idx]
         if len(select_idx) >= window and candidate.min() != candidate.max():
-            select_data, select_labels = _take(data, select_idx), candidate
+            select_data, select_labels = take_items(data, select_idx), candidate
     # Known anomalies stay out of training (for a series: every window covering a labelled point).
-    model.fit(_take(data, train_idx), labels=None if labels is None else labels[train_idx],
+    model.fit(take_items(data, train_idx), labels=None if labels is None else labels[train_idx],
               validation_data=select_data, validation_labels=select_labels)
 
     metrics: dict[str, float | None] = {"auroc": None, "auprc": None, "precision": None, "recall": None}
     selection_metrics = dict(metrics)
     if val_labels is not None:
         # A series is scored over the whole validation tail (windows need their context), then split by point.
-        val_scores = model.score(_take(data, val_idx))
+        val_scores = model.score(take_items(data, val_idx))
         position = {int(i): p for p, i in enumerate(val_idx)}
         scores_of = lambda idx: val_scores[[position[int(i)] for i in idx]]  # noqa: E731
         metrics = detection_metrics(scores_of(report_idx), labels[report_idx], model.threshold_)
@@ -356,81 +216,6 @@ def detect_score_flow(db_path: str, data_dir: str, model_id: str, table: str) ->
     result = score_task(db_path, data_dir, model_id, table)
     get_run_logger().info("scored %d items of %s: %d alerts", result["scored"], table, result["alerts"])
     return result
-
-
-def check_train_request(settings: Settings, table: str, detector: str, param_args: list[str] = ()) -> dict:
-    """Cheap checks before Prefect starts: the table name, the table, the detector, its hyperparameters.
-
-    Returns the hyperparameters parsed from NAME=VALUE strings (values read as JSON when they parse: numbers,
-    true/false, null; otherwise kept as text).
-    """
-    from detectors.registry import get_detector_class, get_spec
-
-    validate_table_name(table)
-    get_spec(detector)
-    params = parse_params(param_args, get_detector_class(detector))
-    if not Warehouse(settings.db_path).table_exists(table):
-        Warehouse(settings.db_path).read_frame(table)
-    return params
-
-
-# Set by the flow itself (--seed, the table's kind), never through --param.
-RESERVED_PARAMS = ("seed", "kind")
-
-
-def parse_params(param_args: list[str], klass: type) -> dict:
-    """NAME=VALUE strings -> hyperparameters of `klass` (values read as JSON when they parse, else text)."""
-    params: dict[str, Any] = {}
-    for raw in param_args:
-        name, sep, value = raw.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise DetectFlowError(f"--param {raw!r} is not NAME=VALUE")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
-    return check_params(params, klass, where="--param ")
-
-
-def check_params(params: dict, klass: type, *, where: str = "") -> dict:
-    """Hyperparameters checked against `klass`: known names, the types their annotations allow, score modes.
-
-    `where` prefixes each message with the place the value came from (``--param `` or ``detect.params.``).
-    """
-    from flows.config_schema import suggest
-
-    allowed = [n for n in klass._param_names() if n not in RESERVED_PARAMS]
-    for name, got in params.items():
-        if name not in allowed:
-            raise DetectFlowError(f"{where}{name}: {klass.name} has no hyperparameter {name!r}"
-                                  f"{suggest(name, allowed)}")
-        accepted = klass.param_types(name)
-        ok = any(isinstance(got, t) and not (isinstance(got, bool) and t is not bool) for t in accepted) or (
-            float in accepted and isinstance(got, int) and not isinstance(got, bool))
-        if not ok:
-            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
-            raise DetectFlowError(f"{where}{name} wants {wanted}, got {got!r}")
-    if "score_mode" in params and params["score_mode"] not in ("auto", *klass.score_modes):
-        raise DetectFlowError(f"{where}score_mode {params['score_mode']!r} is not one of {klass.name}'s: "
-                              f"auto, {', '.join(klass.score_modes)}")
-    return dict(params)
-
-
-def check_score_request(settings: Settings, model_id: str, table: str) -> None:
-    validate_table_name(table)
-    wh = Warehouse(settings.db_path)
-    load_model_record(wh, model_id)
-    if not wh.table_exists(table):
-        wh.read_frame(table)
-
-
-def format_alerts(result: dict) -> str:
-    lines = [f"{result['table']}: {result['scored']} items scored by {result['model_id']}, "
-             f"{result['alerts']} alerts (threshold {result['threshold']:.4f})"]
-    for alert in result["top_alerts"]:
-        lines.append(f"  {alert['item_key']:>12}  score {alert['score']:.4f}")
-    return "\n".join(lines)
 
 
 def pipeline_stage(settings: Settings, stage_config: dict) -> dict:

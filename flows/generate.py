@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -286,7 +285,8 @@ def run_generate(settings, model_id: str, rows: int | None, table: str, *, seed:
 
 def pipeline_stage(settings, stage_config: dict) -> dict:
     """`synthwatch run` stage: sample from the newest model of each configured source table and generator."""
-    from flows.train import list_models, table_kind
+    from flows.kinds import table_kind
+    from flows.train import list_models
     from generators.registry import default_generator
 
     done = []

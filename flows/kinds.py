@@ -20,6 +20,15 @@ class KindError(SynthwatchError):
     """A table whose contents do not fit the kind the catalog records, or a split the data cannot give."""
 
 
+def table_kind(wh, table: str, schema: str = "main") -> tuple[str, dict]:
+    """(kind, catalog detail) of a warehouse table; a table made outside synthwatch (not catalogued) is tabular."""
+    from flows.bookkeeping import catalog_entry
+
+    with wh.read() as con:
+        entry = catalog_entry(con, table, schema)
+    return (entry["kind"], entry.get("detail") or {}) if entry else ("tabular", {})
+
+
 def series_roles(detail: dict | None, frame: pd.DataFrame) -> tuple[str, str | None]:
     """(time column, entity column or None) of a series table, from its catalog detail."""
     detail = detail or {}

@@ -90,7 +90,7 @@ def check_pipeline(settings: Settings, stages: list[str]) -> None:
         quality_config(settings)
     if "detect" in stages:
         from detectors.registry import get_detector_class
-        from flows.detect import check_params
+        from flows.detect_checks import check_params
 
         detect = config["detect"]
         try:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from flows.bookkeeping import catalog_entry, forget_table, insert_row, mark_table, now_utc, record_table
-from flows.errors import ModelNotFound, SynthwatchError
+from flows.errors import ModelNotFound, SynthwatchError, WarehouseBusy
+from flows.kinds import table_kind
 from flows.prefect_env import library_progress
 from flows.modelstore import folders_set_aside, recording_model
 from flows.queries import MODEL_COLUMNS, get_model_row, list_models  # noqa: F401 - re-exported for callers
@@ -45,13 +46,6 @@ def check_train_args(generator: str, holdout: float, epochs: int | None, params:
     if unknown:
         raise TrainError(f"generator {generator!r} has no parameters {unknown}; it takes {sorted(accepted)}")
     return params
-
-
-def table_kind(wh: Warehouse, table: str) -> tuple[str, dict]:
-    """(kind, catalog detail) of a warehouse table; a table the catalog does not know is tabular."""
-    with wh.read() as con:
-        entry = catalog_entry(con, table)
-    return (entry["kind"], entry.get("detail") or {}) if entry else ("tabular", {})
 
 
 def choose_generator(kind: str, generator: str | None, table: str) -> str:
@@ -110,15 +104,20 @@ def new_model_id(table: str, generator: str) -> str:
     return f"{table}_{generator}_{uuid.uuid4().hex[:8]}"
 
 
-def train_model(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
-                holdout: float, progress=None, made_by: str = "cli") -> dict:
-    """Read the table, split, fit, save under models_dir/<id>/ and record it; nothing is kept on failure.
+@dataclass
+class TrainingSplit:
+    """A table read for training: its kind, catalog detail and content hash, and its train/holdout split."""
 
-    `made_by` records who asked: `pipeline` (`synthwatch run`, whose later runs retire this model) or `cli`.
-    """
-    from flows.kinds import KindError, to_container
-    from generators.registry import make_generator
+    table: str
+    kind: str
+    detail: dict
+    source_hash: str
+    train: pd.DataFrame
+    holdout: pd.DataFrame
 
+
+def load_training_split(db_path: str, table: str, holdout: float, seed: int) -> TrainingSplit:
+    """Read the table (read-only) and split off its holdout the way its kind needs."""
     wh = Warehouse(db_path)
     validate_table_name(table)
     kind, detail = table_kind(wh, table)
@@ -127,51 +126,104 @@ def train_model(db_path: str, models_dir: str, table: str, generator: str, param
     if len(data) == 0:
         raise TrainError(f"table {table} has no rows; ingest data into it before training")
     train, hold = split_holdout(data, holdout, seed, kind, detail)
+    return TrainingSplit(table, kind, detail, source_hash, train, hold)
+
+
+def fit_generator(split: TrainingSplit, generator: str, params: dict, seed: int, progress=None):
+    """(fitted generator, seconds): the kind's container of the training split, learned with no connection open."""
+    from flows.kinds import KindError, to_container
+    from generators.registry import make_generator
+
     try:
-        learn = to_container(kind, train, detail)
+        learn = to_container(split.kind, split.train, split.detail)
     except KindError as exc:
-        raise TrainError(f"table {table}: {exc}") from None
+        raise TrainError(f"table {split.table}: {exc}") from None
     gen = make_generator(generator, **params, seed=seed)
     with library_progress("generators", progress):
         started = time.perf_counter()
-        gen.fit(learn)  # no warehouse connection is held while fitting
-        fit_seconds = time.perf_counter() - started
+        gen.fit(learn)
+        return gen, time.perf_counter() - started
+
+
+def persist_model(db_path: str, models_dir: str, split: TrainingSplit, gen, generator: str, seed: int,
+                  fit_seconds: float, made_by: str = "cli") -> dict:
+    """Save the model's files and record it with its splits in one transaction (all of it or nothing)."""
+    wh = Warehouse(db_path)
+    table = split.table
     model_id = new_model_id(table, generator)
     path = Path(models_dir) / model_id
+    train, hold = split.train, split.holdout
     train_table, holdout_table = f"_train_{model_id}", (f"_holdout_{model_id}" if len(hold) else None)
     row = {"model_id": model_id, "generator": generator, "params": json.dumps(gen.get_params()),
-           "source_table": table, "source_hash": source_hash, "train_table": train_table,
+           "source_table": table, "source_hash": split.source_hash, "train_table": train_table,
            "holdout_table": holdout_table, "train_rows": len(train), "holdout_rows": len(hold), "seed": seed,
            "fit_seconds": round(fit_seconds, 3), "path": str(path),
            "created_at": now_utc(), "made_by": made_by}
+    roles = {k: split.detail[k] for k in ("time_column", "id_column") if k in split.detail}
     with recording_model(wh, Path(models_dir), model_id, gen.save) as con:
         source = catalog_entry(con, table)
         for name, frame in ((train_table, train), (holdout_table, hold)):
             if name:
                 Warehouse.write_frame(con, name, frame, internal=True)
-                roles = {k: detail[k] for k in ("time_column", "id_column") if k in detail}
-                record_table(con, name, kind=source["kind"] if source else "tabular", origin="pipeline",
+                record_table(con, name, kind=source["kind"] if source else split.kind, origin="pipeline",
                              detail={"model_id": model_id, "source_table": table, "made_by": made_by, **roles})
         insert_row(con, "_models", {c: row[c] for c in MODEL_COLUMNS})
     out = {k: (str(v) if k == "created_at" else v) for k, v in row.items()}
     out["params"] = gen.get_params()
     out["epochs_run"] = getattr(gen, "epochs_run_", None)
+    out["kind"] = split.kind
     return out
 
 
+def train_model(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
+                holdout: float, progress=None, made_by: str = "cli") -> dict:
+    """Read the table, split, fit, save under models_dir/<id>/ and record it; nothing is kept on failure.
+
+    `made_by` records who asked: `pipeline` (`synthwatch run`, whose later runs retire this model) or `cli`.
+    """
+    split = load_training_split(db_path, table, holdout, seed)
+    gen, seconds = fit_generator(split, generator, params, seed, progress)
+    return persist_model(db_path, models_dir, split, gen, generator, seed, seconds, made_by)
+
+
+def _busy(task, task_run, state) -> bool:
+    """Retry a persist only when another writer held the warehouse (the write is all-or-nothing, so it is safe)."""
+    try:
+        state.result()
+    except WarehouseBusy:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure is final
+        return False
+    return False
+
+
 @task(cache_policy=NONE)
-def train_task(db_path: str, models_dir: str, table: str, generator: str, params: dict, seed: int,
-               holdout: float, made_by: str = "cli") -> dict:
-    """Fit one generator on one warehouse table; bad input raises, so Prefect records the run as Failed."""
-    return train_model(db_path, models_dir, table, generator, params, seed, holdout, progress=get_run_logger(),
-                       made_by=made_by)
+def load_task(db_path: str, table: str, holdout: float, seed: int) -> TrainingSplit:
+    """Read one warehouse table and split off its holdout."""
+    return load_training_split(db_path, table, holdout, seed)
+
+
+@task(cache_policy=NONE)
+def fit_task(split: TrainingSplit, generator: str, params: dict, seed: int):
+    """Fit one generator on a training split; bad input raises, so Prefect records the run as Failed."""
+    return fit_generator(split, generator, params, seed, progress=get_run_logger())
+
+
+@task(cache_policy=NONE, retries=3, retry_delay_seconds=2, retry_condition_fn=_busy)
+def persist_task(db_path: str, models_dir: str, split: TrainingSplit, fitted, generator: str, seed: int,
+                 made_by: str) -> dict:
+    """Save and record a fitted model; retried when the warehouse was busy (never refits)."""
+    gen, seconds = fitted
+    return persist_model(db_path, models_dir, split, gen, generator, seed, seconds, made_by)
 
 
 @flow(name="train", log_prints=False)
 def train_flow(db_path: str, models_dir: str, table: str, generator: str, params: dict | None = None,
                seed: int = 0, holdout: float = 0.2, made_by: str = "cli") -> dict:
     """Train a generator on a warehouse table of any kind, keeping a holdout split for the privacy checks."""
-    result = train_task(db_path, models_dir, table, generator, params or {}, seed, holdout, made_by)
+    split = load_task(db_path, table, holdout, seed)
+    fitted = fit_task(split, generator, params or {}, seed)
+    result = persist_task(db_path, models_dir, split, fitted, generator, seed, made_by)
     get_run_logger().info("model %s trained on %s rows of %s in %.1fs", result["model_id"], result["train_rows"],
                           table, result["fit_seconds"])
     return result

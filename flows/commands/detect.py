@@ -40,7 +40,8 @@ def register(subparsers) -> None:
 
 
 def run_detect_train(args, settings) -> CommandResult:
-    from flows.detect import check_train_request, detect_train_flow
+    from flows.detect import detect_train_flow
+    from flows.detect_checks import check_train_request
 
     params = check_train_request(settings, args.table, args.detector, args.param)
     state = run_flow(detect_train_flow, str(settings.db_path), str(settings.data_dir), args.table, args.detector,
@@ -58,7 +59,8 @@ def run_detect_train(args, settings) -> CommandResult:
 
 
 def run_detect_score(args, settings) -> CommandResult:
-    from flows.detect import check_score_request, detect_score_flow, format_alerts
+    from flows.detect import detect_score_flow
+    from flows.detect_checks import check_score_request, format_alerts
 
     check_score_request(settings, args.model, args.table)
     result = state_result(run_flow(detect_score_flow, str(settings.db_path), str(settings.data_dir), args.model,

@@ -255,7 +255,7 @@ def test_every_config_key_is_checked_before_anything_runs(case, cli, warehouse, 
 
 # ------------------------------------------------------------------ 5. detector figures on held-out rows
 def test_split_validation_keeps_choosing_and_reporting_apart():
-    from flows.detect import split_validation
+    from flows.detect_inputs import split_validation
 
     val_idx = np.arange(100, 180)
     labels = np.zeros(200, dtype=int)
@@ -271,7 +271,7 @@ def test_detect_train_records_figures_of_the_part_no_choice_saw(cli, warehouse, 
     from sklearn.metrics import roc_auc_score
 
     from detectors.base import Detector
-    from flows.detect import split_rows, split_validation
+    from flows.detect_inputs import split_rows, split_validation
 
     with warehouse.transaction() as con:
         warehouse.write_frame(con, "cc", creditcard_small)
