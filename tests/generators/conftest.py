@@ -90,3 +90,9 @@ def make_images(n: int = 60, seed: int = 5, channels: int = 1) -> "ImageData":
 
 
 KIND_DATA = {"tabular": make_mixed_frame, "timeseries": make_panel, "image": make_images}
+
+
+@pytest.fixture(scope="session")
+def kind_data():
+    """{kind: builder of a small fresh fixture of that kind} for the contract test over every (generator, kind)."""
+    return KIND_DATA

@@ -1,6 +1,6 @@
 """The contract every registered generator meets, whatever kind of data it learns (no per-model branches).
 
-Each (generator, kind) pair fits its kind's fixture from `conftest.KIND_DATA`; the tabular-only promises
+Each (generator, kind) pair fits its kind's fixture from the `kind_data` fixture; the tabular-only promises
 (schemas, conditions, ids) are in `test_contract.py`, each kind's own in its tests.
 """
 
@@ -17,7 +17,6 @@ from generators.base import MODEL_FILE, WEIGHTS_FILE, Generator
 from generators.data import KINDS, ImageData, SequenceData, kind_of
 from generators.errors import InvalidDataError, InvalidSampleSizeError, ModelFormatError, NotFittedError
 from generators.registry import DEFAULT_GENERATORS, REGISTRY, default_generator, make_generator
-from tests.generators.conftest import KIND_DATA
 
 PAIRS = [(name, entry.kind) for name, entry in REGISTRY.items()]
 
@@ -48,9 +47,9 @@ def _same_data(a, b) -> bool:
 
 
 @pytest.fixture(scope="module", params=PAIRS, ids=[f"{n}-{k}" for n, k in PAIRS])
-def fitted(request):
+def fitted(request, kind_data):
     name, kind = request.param
-    data = KIND_DATA[kind]()
+    data = kind_data[kind]()
     before = copy.deepcopy(data)
     gen = make_generator(name, **REGISTRY[name].test_params).fit(data)
     return gen, data, before
@@ -77,10 +76,10 @@ def test_unfitted_model_refuses_to_sample_or_save(name, kind, tmp_path):
 
 
 @pytest.mark.parametrize("name,kind", PAIRS)
-def test_data_of_another_kind_is_refused(name, kind):
+def test_data_of_another_kind_is_refused(name, kind, kind_data):
     other = next(k for k in KINDS if k != kind)
     with pytest.raises(InvalidDataError, match=kind):
-        make_generator(name, **REGISTRY[name].test_params).fit(KIND_DATA[other]())
+        make_generator(name, **REGISTRY[name].test_params).fit(kind_data[other]())
 
 
 def test_fit_does_not_mutate_its_input(fitted):
