@@ -10,6 +10,12 @@ Versions:
   held-out validation columns (`n_selection`, `n_report`, `selection_auroc`, `selection_auprc`).
 - 3: `_models` and `_detectors` record who made each model (`made_by`: `pipeline` for `synthwatch run`, `cli` for a
   command run by hand), so the pipeline retires only its own earlier models by that record, never by an id pattern.
+- 4: monitoring. `_batches` records every file that arrived in an inbox (ingested or rejected, with its reason);
+  rows an inbox appends carry their batch in a `batch_id` column, and `anomaly_scores.batch_id` says which batch a
+  score belongs to (NULL for a one-shot scoring). `_monitor_batches` holds one row per (detector, batch) scored,
+  with its alert rate and score quantiles; `_drift` the PSI and KS of the score and of each feature per batch;
+  `monitoring_events` the alarms; `_feedback` analysts' labels; `_champions` the detector that scores each table
+  and `_retrain_decisions` every champion/challenger comparison.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 KINDS = ("tabular", "timeseries", "image")
 ORIGINS = ("ingested", "generated", "pipeline", "user")
 MAKERS = ("pipeline", "cli")  # who made a model: `synthwatch run` or a command run by hand
@@ -77,16 +83,61 @@ DDL: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS main.anomaly_scores (
             model_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, item_key VARCHAR NOT NULL,
             score DOUBLE NOT NULL, threshold DOUBLE NOT NULL, is_alert BOOLEAN NOT NULL,
-            scored_at TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL)""",
+            scored_at TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, batch_id VARCHAR)""",
+    "_batches": """
+        CREATE TABLE IF NOT EXISTS main._batches (
+            batch_id VARCHAR PRIMARY KEY,      -- 'b' + the first 16 hex digits of the file's sha256
+            table_name VARCHAR NOT NULL, inbox VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL, rows BIGINT NOT NULL,
+            status VARCHAR NOT NULL,           -- ingested | rejected
+            reason VARCHAR,                    -- why a rejected file was refused (one line)
+            arrived_at TIMESTAMP NOT NULL,     -- the file's modification time: when it reached the inbox
+            ingested_at TIMESTAMP NOT NULL, run_id VARCHAR)""",
+    "_monitor_batches": """
+        CREATE TABLE IF NOT EXISTS main._monitor_batches (
+            model_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, batch_id VARCHAR NOT NULL,
+            rows BIGINT NOT NULL, alerts BIGINT NOT NULL, alert_rate DOUBLE NOT NULL,
+            score_p50 DOUBLE, score_p90 DOUBLE, score_p99 DOUBLE, score_max DOUBLE,
+            psi_score DOUBLE, ks_score DOUBLE, max_feature_psi DOUBLE,
+            arrived_at TIMESTAMP, scored_at TIMESTAMP NOT NULL, latency_seconds DOUBLE, run_id VARCHAR,
+            PRIMARY KEY (model_id, batch_id))""",
+    "_drift": """
+        CREATE TABLE IF NOT EXISTS main._drift (
+            model_id VARCHAR NOT NULL, batch_id VARCHAR NOT NULL,
+            feature VARCHAR NOT NULL,          -- a feature column, or '__score__' for the anomaly score
+            psi DOUBLE NOT NULL, ks DOUBLE NOT NULL, computed_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (model_id, batch_id, feature))""",
+    "monitoring_events": """
+        CREATE TABLE IF NOT EXISTS main.monitoring_events (
+            event_id VARCHAR PRIMARY KEY,
+            event_type VARCHAR NOT NULL,       -- drift | alert_rate | gap | champion
+            table_name VARCHAR NOT NULL, model_id VARCHAR, batch_id VARCHAR,
+            message VARCHAR NOT NULL, detail JSON, created_at TIMESTAMP NOT NULL, run_id VARCHAR)""",
+    "_feedback": """
+        CREATE TABLE IF NOT EXISTS main._feedback (
+            table_name VARCHAR NOT NULL, item_key VARCHAR NOT NULL,
+            model_id VARCHAR,                  -- the detector whose alert was labelled
+            label VARCHAR NOT NULL,            -- fraud | normal
+            note VARCHAR, source VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (table_name, item_key))""",
+    "_champions": """
+        CREATE TABLE IF NOT EXISTS main._champions (
+            table_name VARCHAR PRIMARY KEY, model_id VARCHAR NOT NULL, since TIMESTAMP NOT NULL)""",
+    "_retrain_decisions": """
+        CREATE TABLE IF NOT EXISTS main._retrain_decisions (
+            decided_at TIMESTAMP NOT NULL, table_name VARCHAR NOT NULL, champion VARCHAR, challenger VARCHAR NOT NULL,
+            promoted BOOLEAN NOT NULL, reason VARCHAR NOT NULL, champion_metrics JSON, challenger_metrics JSON,
+            labelled_rows BIGINT NOT NULL, run_id VARCHAR)""",
 }
 VIEWS: dict[str, str] = {
     "alerts": """
         CREATE OR REPLACE VIEW main.alerts AS
-        SELECT model_id, table_name, item_key, score, threshold, scored_at, run_id
+        SELECT model_id, table_name, item_key, score, threshold, scored_at, run_id, batch_id
         FROM main.anomaly_scores WHERE is_alert ORDER BY score DESC""",
 }
-# Bookkeeping tables are not data: they are not catalogued.
-BOOKKEEPING = frozenset({*DDL, *VIEWS} - {"anomaly_scores"})
+# Bookkeeping tables are not data: they are not catalogued. The two the pipeline writes for people to read
+# (`anomaly_scores`, `monitoring_events`) are catalogued as its data, so no command may write over them.
+BOOKKEEPING = frozenset({*DDL, *VIEWS} - {"anomaly_scores", "monitoring_events"})
 
 
 def now_utc() -> datetime:
@@ -123,14 +174,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
     con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
     for ddl in DDL.values():
         con.execute(ddl)
-    for ddl in VIEWS.values():
-        con.execute(ddl)
     if found == 1:
         _migrate_1_to_2(con)
     if found in (1, 2):
         _migrate_2_to_3(con)
+    if found in (1, 2, 3):
+        _migrate_3_to_4(con)
+    for ddl in VIEWS.values():  # after the migrations: a view names the columns they add
+        con.execute(ddl)
     if catalog_entry(con, "anomaly_scores") is None:
         record_table(con, "anomaly_scores", kind="tabular", origin="pipeline", detail={"written_by": "detect score"})
+    if catalog_entry(con, "monitoring_events") is None:
+        record_table(con, "monitoring_events", kind="tabular", origin="pipeline", detail={"written_by": "monitor"})
     con.execute("INSERT OR REPLACE INTO main._meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     return found
 
@@ -185,6 +240,12 @@ def _migrate_2_to_3(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE main.{table} ADD COLUMN IF NOT EXISTS made_by VARCHAR DEFAULT 'cli'")
         con.execute(f"UPDATE main.{table} SET made_by = 'cli' WHERE made_by IS NULL")
     con.execute("UPDATE main._detectors SET made_by = 'pipeline' WHERE starts_with(model_id, 'pipeline-')")
+
+
+def _migrate_3_to_4(con: duckdb.DuckDBPyConnection) -> None:
+    """Scores gain the batch they belong to (NULL: scored before batches existed, by a one-shot `detect score`);
+    the monitoring tables themselves are created empty by their DDL."""
+    con.execute("ALTER TABLE main.anomaly_scores ADD COLUMN IF NOT EXISTS batch_id VARCHAR")
 
 
 def record_table(con: duckdb.DuckDBPyConnection, name: str, *, schema: str = "main", kind: str, origin: str,

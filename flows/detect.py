@@ -167,7 +167,8 @@ def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | 
     scored_at = _now()
     out = pd.DataFrame({"model_id": model_id, "table_name": table, "item_key": keys.to_numpy(),
                         "score": scores, "threshold": threshold, "is_alert": scores > threshold,
-                        "scored_at": scored_at, "run_id": run_id or model_id})
+                        "scored_at": scored_at, "run_id": run_id or model_id,
+                        "batch_id": pd.array([None] * len(keys), dtype="string")})
     with wh.transaction() as con:
         replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ?",
                                [model_id, table]).fetchall()[0][0]

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pandas costs a third of a second to import; only the comman
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SCHEMAS = ("main", "quarantine")
 # Names the pipeline itself owns (besides every name starting with '_'); DuckDB compares names without case.
-RESERVED_NAMES = frozenset({"anomaly_scores", "alerts", "main", "quarantine", "information_schema", "pg_catalog",
+RESERVED_NAMES = frozenset({"anomaly_scores", "alerts", "monitoring_events", "main", "quarantine",
+                            "information_schema", "pg_catalog",
                             "temp", "system"})
 
 def validate_table_name(name: str, *, internal: bool = False, writing: bool = False) -> str:

@@ -63,11 +63,14 @@ def test_a_warehouse_of_the_previous_release_is_migrated_once(v1_warehouse, ware
     assert ecg["detail"]["time_column"] == "t"
     assert {"n_selection", "n_report", "selection_auroc", "selection_auprc"} <= columns
     after = raw_snapshot(v1_warehouse)
-    # Every data table is unchanged; only bookkeeping was added or widened (version 3 adds `made_by` to both).
-    widened = {"main._detectors", "main._models"}
+    # Every data table is unchanged; only bookkeeping was added or widened (version 3 adds `made_by` to both,
+    # version 4 the batch of each score).
+    widened = {"main._detectors", "main._models", "main.anomaly_scores"}
     assert {k: v for k, v in after.items() if k in before and k not in widened} == {
         k: v for k, v in before.items() if k not in widened}
-    assert set(after) - set(before) == {"main._meta", "main._catalog"}
+    assert set(after) - set(before) == {"main._meta", "main._catalog", "main._batches", "main._monitor_batches",
+                                        "main._drift", "main.monitoring_events", "main._feedback",
+                                        "main._champions", "main._retrain_decisions"}
     with warehouse.read() as con:
         assert stored_version(con) == SCHEMA_VERSION
 
@@ -123,10 +126,11 @@ def test_every_table_a_command_writes_is_catalogued(cli, warehouse, tmp_path, ad
     assert code == 0, err
     assert cli(["generate", "--model", trained["model_id"], "--rows", "20", "--table", "synth"])[0] == 0
     with warehouse.read() as con:
+        from flows.bookkeeping import BOOKKEEPING
+
         data_tables = [(s, n) for s, n in con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
-        ).fetchall() if not (s == "main" and n in ("_meta", "_catalog", "_ingestions", "_models", "_generations",
-                                                     "_quality_reports", "_detectors"))]
+        ).fetchall() if not (s == "main" and n in BOOKKEEPING)]
         entries = {n: catalog_entry(con, n, s) for s, n in data_tables}
     assert all(entries.values()), [n for n, e in entries.items() if e is None]
     assert entries["ecg"]["kind"] == "timeseries" and entries["synth"]["origin"] == "generated"
@@ -140,3 +144,40 @@ def test_train_refuses_a_table_of_another_kind(cli, warehouse, tmp_path):
     code, _, err = cli(["train", "--table", "ecg", "--generator", "cart"])
     assert code == 2 and "holds timeseries data" in err and "learns tabular data" in err, err
     assert warehouse.snapshot() == before
+
+
+FIXTURE_V3 = Path(__file__).parent / "data" / "warehouse_v3"
+
+
+def test_a_version_3_warehouse_is_migrated_to_monitoring(settings, warehouse, cli):
+    """A file the previous release wrote (schema 3) opens: scores gain a batch column, monitoring tables appear,
+    and everything it held is still there and usable."""
+    import duckdb
+
+    from flows.bookkeeping import SCHEMA_VERSION, catalog_entry, stored_version
+
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(settings.db_path))
+    for script in ("schema.sql", "load.sql"):
+        sql = (FIXTURE_V3 / script).read_text().replace("'export_v3/", f"'{FIXTURE_V3}/")
+        for statement in filter(str.strip, sql.split(";\n")):
+            con.execute(statement)
+    assert stored_version(con) == 3
+    n_scores = con.execute("SELECT count(*) FROM anomaly_scores").fetchall()[0][0]
+    con.close()
+    with warehouse.read() as con:
+        assert stored_version(con) == SCHEMA_VERSION == 4
+        columns = [r[0] for r in con.execute("DESCRIBE main.anomaly_scores").fetchall()]
+        assert "batch_id" in columns
+        assert con.execute("SELECT count(*), count(batch_id) FROM main.anomaly_scores").fetchall()[0] == (n_scores, 0)
+        assert "batch_id" in [r[0] for r in con.execute("DESCRIBE main.alerts").fetchall()]
+        for table in ("_batches", "_monitor_batches", "_drift", "monitoring_events", "_feedback", "_champions",
+                      "_retrain_decisions"):
+            assert con.execute(f"SELECT count(*) FROM main.{table}").fetchall()[0][0] == 0
+        assert catalog_entry(con, "monitoring_events")["origin"] == "pipeline"
+        assert catalog_entry(con, "series")["kind"] == "timeseries"
+    # what version 3 held is still usable: a detector it trained scores again, now with the batch column
+    code, out, err = cli(["detect", "list", "--json"])
+    assert code == 0, err
+    detectors = json.loads(out.strip().splitlines()[-1])["detectors"]
+    assert len(detectors) == 2

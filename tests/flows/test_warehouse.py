@@ -31,7 +31,7 @@ def test_bookkeeping_created_on_first_write_never_by_a_read(warehouse):
     assert not warehouse.path.exists()
     with warehouse.transaction():
         pass
-    assert warehouse.list_tables() == ["alerts", "anomaly_scores"]
+    assert warehouse.list_tables() == ["alerts", "anomaly_scores", "monitoring_events"]
     assert {"_ingestions", "_catalog", "_meta"} <= set(warehouse.list_tables(include_internal=True))
     with warehouse.read() as con:
         assert stored_version(con) == SCHEMA_VERSION

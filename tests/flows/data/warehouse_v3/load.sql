@@ -1,0 +1,14 @@
+COPY adult FROM 'export_v3/adult.parquet' (FORMAT 'parquet');
+COPY adult_synth FROM 'export_v3/adult_synth.parquet' (FORMAT 'parquet');
+COPY anomaly_scores FROM 'export_v3/anomaly_scores.parquet' (FORMAT 'parquet');
+COPY cc FROM 'export_v3/cc.parquet' (FORMAT 'parquet');
+COPY series FROM 'export_v3/series.parquet' (FORMAT 'parquet');
+COPY _catalog FROM 'export_v3/_catalog.parquet' (FORMAT 'parquet');
+COPY _detectors FROM 'export_v3/_detectors.parquet' (FORMAT 'parquet');
+COPY _generations FROM 'export_v3/_generations.parquet' (FORMAT 'parquet');
+COPY _holdout_adult_cart_f8af64b1 FROM 'export_v3/_holdout_adult_cart_f_af__b_.parquet' (FORMAT 'parquet');
+COPY _ingestions FROM 'export_v3/_ingestions.parquet' (FORMAT 'parquet');
+COPY _meta FROM 'export_v3/_meta.parquet' (FORMAT 'parquet');
+COPY _models FROM 'export_v3/_models.parquet' (FORMAT 'parquet');
+COPY _quality_reports FROM 'export_v3/_quality_reports.parquet' (FORMAT 'parquet');
+COPY _train_adult_cart_f8af64b1 FROM 'export_v3/_train_adult_cart_f_af__b_.parquet' (FORMAT 'parquet');
