@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "flows.commands.detect",
     "flows.commands.warehouse",
     "flows.commands.export",
+    "flows.commands.feedback",
 )
 
 

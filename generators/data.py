@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from generators.errors import InvalidDataError
-
-KINDS = ("tabular", "timeseries", "image")
+from generators.kinds import KINDS  # noqa: F401 - re-exported
 
 
 @dataclass

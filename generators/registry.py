@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from generators.data import KINDS
+from generators.kinds import KINDS
 from generators.errors import UnknownGeneratorError
 
 

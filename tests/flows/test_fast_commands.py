@@ -71,3 +71,33 @@ def test_read_only_command_imports_no_heavy_library(argv, filled_warehouse, sett
         assert [m["model_id"] for m in result["models"]] == ["people_cart_0001"]
     elif argv[0] == "detect":
         assert [m["model_id"] for m in result["detectors"]] == ["people_iforest_0001"]
+
+
+def test_feedback_labels_a_scored_item_at_once_and_refuses_unknown_items(filled_warehouse, settings, cli):
+    import pandas as pd
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    scores = pd.DataFrame({"model_id": "people_iforest_0001", "table_name": "people", "item_key": ["0", "1"],
+                           "score": [0.9, 0.1], "threshold": 0.5, "is_alert": [True, False], "scored_at": now,
+                           "run_id": "r2", "batch_id": pd.array([None, None], dtype="string")})
+    with filled_warehouse.transaction() as con:
+        filled_warehouse.write_frame(con, "anomaly_scores", scores, mode="append", internal=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "SYNTHWATCH_DATA_DIR": str(settings.data_dir)}
+    probe = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "feedback", "--alert", "0",
+                            "--label", "fraud", "--note", "confirmed by phone", "--json"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    result = json.loads(probe.stdout.split("PROBE ")[-1])
+    assert result["code"] == 0, probe.stderr
+    assert result["heavy"] == [], result["heavy"]  # a label is stored without loading pandas, Prefect or models
+    with filled_warehouse.read() as con:
+        assert con.execute("SELECT table_name, item_key, model_id, label, note, source FROM main._feedback"
+                           ).fetchall() == [("people", "0", "people_iforest_0001", "fraud", "confirmed by phone",
+                                             "cli")]
+    code, out, err = cli(["feedback", "--alert", "0", "--label", "normal", "--json"])  # relabelling replaces it
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["precision"]["p@10"] == 0.0
+    code, _, err = cli(["feedback", "--alert", "nope", "--label", "fraud"])
+    assert code == 2 and "never scored" in err and len(err.strip().splitlines()) == 1
+    with filled_warehouse.read() as con:
+        assert con.execute("SELECT count(*), min(label) FROM main._feedback").fetchall()[0] == (1, "normal")
