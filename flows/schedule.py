@@ -105,9 +105,9 @@ def start(settings, *, timeout: float = 120.0) -> dict:
     if settings.config_path:
         env["SYNTHWATCH_CONFIG"] = str(settings.config_path)
     cmd = [sys.executable, "-m", "flows.schedule", "--serve"]
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log:  # from the project root: deployments name their flows by path from there
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, cwd=Path(__file__).resolve().parents[1])
     from flows.prefect_env import process_identity
 
     identity = None
