@@ -214,13 +214,20 @@ def _previous_psi(con, model_id: str, table: str, batch_arrived, k: int) -> list
     return out
 
 
-def score_chunk(wh: Warehouse, table: str, batches: list[dict], model, record: dict, features: list[str],
-                reference: Reference, cfg: MonitorSettings, run_id: str) -> list[dict]:
-    """Score a few batches (read together, scored together) and record each of them (scores, batch figures,
-    drift, events) in one transaction that skips any batch another run scored meanwhile (decided inside it)."""
+def prepare_chunk_by_id(db_path: str, table: str, batches: list[dict], model_id: str,
+                        reference: Reference) -> list[tuple]:
+    """`prepare_chunk` in a fresh process (a Dask worker): loads the detector itself."""
+    wh = Warehouse(db_path)
+    model, record, features = load_champion(wh, model_id)
+    return prepare_chunk(wh, table, batches, model, record, features, reference)
+
+
+def prepare_chunk(wh: Warehouse, table: str, batches: list[dict], model, record: dict, features: list[str],
+                  reference: Reference) -> list[tuple]:
+    """Read a few batches together and score them: per batch (batch, its `_monitor_batches` row, its drift, its
+    scores as rows of `anomaly_scores`). Only reads the warehouse, so it may run on any worker."""
     from flows.detect_inputs import batch_keys
 
-    started = time.perf_counter()
     ids = [b["batch_id"] for b in batches]
     with wh.read() as con:
         frame = con.execute(f"SELECT * FROM {qualified(table)} WHERE batch_id IN ({', '.join('?' * len(ids))}) "
@@ -249,43 +256,66 @@ def score_chunk(wh: Warehouse, table: str, batches: list[dict], model, record: d
                "psi_score": drift.get(SCORE_FEATURE, (None, None))[0],
                "ks_score": drift.get(SCORE_FEATURE, (None, None))[1],
                "max_feature_psi": max(feature_psi.values()) if feature_psi else None,
-               "arrived_at": batch["arrived_at"], "scored_at": scored_at, "run_id": run_id}
+               "arrived_at": batch["arrived_at"], "scored_at": scored_at}
         scored = pd.DataFrame({"model_id": record["model_id"], "table_name": table, "item_key": keys[mask].to_numpy(),
                                "score": s, "threshold": threshold, "is_alert": alerts, "scored_at": scored_at,
-                               "run_id": run_id, "batch_id": batch["batch_id"]})
+                               "batch_id": batch["batch_id"]})
         prepared.append((batch, row, drift, scored))
+    return prepared
+
+
+def record_chunk(wh: Warehouse, table: str, prepared: list[tuple], record: dict, cfg: MonitorSettings,
+                 run_id: str, reference_rate: float) -> list[dict]:
+    """Record scored batches (scores, batch figures, drift, events) in one transaction that skips any batch another
+    run scored meanwhile (decided inside it): each batch is all there or not at all."""
+    if not prepared:
+        return []
+    ids = [p[0]["batch_id"] for p in prepared]
     done = []
     with wh.transaction() as con:
         taken = {r[0] for r in con.execute(
             f"SELECT batch_id FROM main._monitor_batches WHERE lower(table_name) = lower(?) AND batch_id IN "
             f"({', '.join('?' * len(ids))})", [table, *ids]).fetchall()}
-        history = _previous_psi(con, record["model_id"], table, batches[0]["arrived_at"], cfg.psi_consecutive - 1)
+        history = _previous_psi(con, record["model_id"], table, prepared[0][0]["arrived_at"], cfg.psi_consecutive - 1)
         kept = [p for p in prepared if p[0]["batch_id"] not in taken]
         if kept:
-            Warehouse.write_frame(con, "anomaly_scores", pd.concat([p[3] for p in kept], ignore_index=True),
-                                  mode="append", internal=True)
+            scores = pd.concat([p[3] for p in kept], ignore_index=True)
+            scores["run_id"] = run_id
+            Warehouse.write_frame(con, "anomaly_scores", scores, mode="append", internal=True)
             record_table(con, "anomaly_scores", kind="tabular", origin="pipeline", detail={"written_by": "monitor"},
                          run_id=run_id)
         for batch, row, drift, _ in kept:
-            row["latency_seconds"] = ((now_utc() - batch["arrived_at"]).total_seconds() if batch["arrived_at"]
-                                      else None)
+            row = {**row, "run_id": run_id,
+                   "latency_seconds": (now_utc() - batch["arrived_at"]).total_seconds() if batch["arrived_at"]
+                   else None}
             insert_row(con, "_monitor_batches", row)
             for name, (p, k) in drift.items():
                 insert_row(con, "_drift", {"model_id": record["model_id"], "batch_id": batch["batch_id"],
-                                           "feature": name, "psi": p, "ks": k, "computed_at": scored_at})
-            events = batch_events(row, drift, history, cfg, reference_rate=reference_alert_rate(model))
+                                           "feature": name, "psi": p, "ks": k, "computed_at": row["scored_at"]})
+            events = batch_events(row, drift, history, cfg, reference_rate=reference_rate)
             for event in events:
                 insert_row(con, "monitoring_events", {"event_id": uuid.uuid4().hex, "table_name": table,
                                                       "model_id": record["model_id"], "batch_id": batch["batch_id"],
-                                                      "created_at": scored_at, "run_id": run_id, **event})
+                                                      "created_at": row["scored_at"], "run_id": run_id, **event})
             history = [{n: v[0] for n, v in drift.items()}, *history][: max(cfg.psi_consecutive - 1, 0)]
             done.append({**{k: row[k] for k in ("batch_id", "rows", "alerts", "alert_rate", "psi_score",
                                                  "max_feature_psi", "latency_seconds")},
                          "events": [e["event_type"] for e in events]})
-    seconds = time.perf_counter() - started
-    for d in done:
-        d["seconds"] = round(seconds, 3)
     return done
+
+
+def chunks_of(batches: list[dict], rows: int = CHUNK_ROWS) -> list[list[dict]]:
+    """Consecutive batches grouped up to about `rows` rows (a batch is never split)."""
+    out, chunk, size = [], [], 0
+    for batch in batches:
+        chunk.append(batch)
+        size += batch["rows"]
+        if size >= rows:
+            out.append(chunk)
+            chunk, size = [], 0
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def reference_alert_rate(model) -> float:
@@ -355,9 +385,13 @@ def check_gap(wh: Warehouse, cfg: MonitorSettings, run_id: str) -> dict | None:
     return event
 
 
-def score_new_batches(settings, cfg: MonitorSettings, run_id: str, progress=None) -> dict:
+def score_new_batches(settings, cfg: MonitorSettings, run_id: str, progress=None, prepare_many=None) -> dict:
     """Score every batch no detector has scored yet with the table's champion (recorded as champion if it was
-    only the default)."""
+    only the default).
+
+    `prepare_many(chunks, model_id, reference)` may compute the chunks elsewhere (Prefect tasks on a Dask cluster),
+    yielding each chunk's `prepare_chunk` result in order; recording stays here, one transaction per chunk, in
+    arrival order."""
     wh = Warehouse(settings.db_path)
     batches = unscored_batches(wh, cfg.table)
     if not batches:
@@ -369,14 +403,13 @@ def score_new_batches(settings, cfg: MonitorSettings, run_id: str, progress=None
         if not con.execute("SELECT count(*) FROM main._champions WHERE lower(table_name) = lower(?)",
                            [cfg.table]).fetchall()[0][0]:
             insert_row(con, "_champions", {"table_name": cfg.table, "model_id": model_id, "since": now_utc()})
+    rate = reference_alert_rate(model)
     done = []
-    chunk: list[dict] = []
-    for i, batch in enumerate(batches):
-        chunk.append(batch)
-        if sum(b["rows"] for b in chunk) < CHUNK_ROWS and i + 1 < len(batches):
-            continue
-        results = score_chunk(wh, cfg.table, chunk, model, record, features, reference, cfg, run_id)
-        chunk = []
+    chunks = chunks_of(batches)
+    prepared_chunks = (prepare_many(chunks, model_id, reference) if prepare_many is not None else
+                       (prepare_chunk(wh, cfg.table, c, model, record, features, reference) for c in chunks))
+    for prepared in prepared_chunks:
+        results = record_chunk(wh, cfg.table, prepared, record, cfg, run_id, rate)
         done.extend(results)
         for result in results:
             if progress is not None:

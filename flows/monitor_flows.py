@@ -36,12 +36,36 @@ def ingest_inbox_task(db_path: str, data_dir: str, config_path: str | None) -> d
 
 
 @task(cache_policy=NONE)
-def score_batches_task(db_path: str, data_dir: str, config_path: str | None) -> dict:
-    """Score the batches no detector scored yet with the table's champion; record figures, drift and events."""
+def prepare_chunk_task(db_path: str, table: str, batches: list[dict], model_id: str, reference) -> list:
+    """Read and score a few batches (pure reading: runs on any worker of the task runner)."""
+    from flows.monitor import prepare_chunk_by_id
+
+    return prepare_chunk_by_id(db_path, table, batches, model_id, reference)
+
+
+def score_batches(db_path: str, data_dir: str, config_path: str | None, parallel: bool) -> dict:
+    """Score the batches no detector scored yet with the table's champion; record figures, drift and events.
+
+    With `parallel`, the chunks are scored by tasks of the flow's task runner (a Dask cluster when asked) and
+    recorded here, one transaction per chunk, in arrival order."""
     from flows.monitor import score_new_batches
 
     settings = Settings.from_params(db_path, data_dir, config_path)
-    return score_new_batches(settings, monitor_settings(settings), _run_id(), progress=get_run_logger())
+    cfg = monitor_settings(settings)
+
+    def prepare_many(chunks, model_id, reference):
+        futures = [prepare_chunk_task.submit(db_path, cfg.table, chunk, model_id, reference) for chunk in chunks]
+        for future in futures:
+            yield future.result()
+
+    return score_new_batches(settings, cfg, _run_id(), progress=get_run_logger(),
+                             prepare_many=prepare_many if parallel else None)
+
+
+@task(cache_policy=NONE)
+def score_batches_task(db_path: str, data_dir: str, config_path: str | None) -> dict:
+    """Score the batches no detector scored yet with the table's champion; record figures, drift and events."""
+    return score_batches(db_path, data_dir, config_path, parallel=False)
 
 
 @task(cache_policy=NONE)
@@ -56,10 +80,16 @@ def gap_task(db_path: str, data_dir: str, config_path: str | None) -> str | None
 
 
 @flow(name="monitor", log_prints=False)
-def monitor_flow(db_path: str, data_dir: str, config_path: str | None = None) -> dict:
-    """Ingest what arrived in the inbox, score only the new batches, measure drift, raise events."""
+def monitor_flow(db_path: str, data_dir: str, config_path: str | None = None, dask_workers: int = 0) -> dict:
+    """Ingest what arrived in the inbox, score only the new batches, measure drift, raise events.
+
+    `dask_workers` > 0 scores the batches on a local Dask cluster of that many worker processes (prefect-dask),
+    with the same scores as the default runner."""
     inbox = ingest_inbox_task(db_path, data_dir, config_path)
-    scored = score_batches_task(db_path, data_dir, config_path)
+    if dask_workers > 0:
+        scored = score_batches(db_path, data_dir, config_path, parallel=True)
+    else:
+        scored = score_batches_task(db_path, data_dir, config_path)
     gap = gap_task(db_path, data_dir, config_path)
     get_run_logger().info("monitor: %s file(s) ingested, %s rejected; %d batch(es) scored, %d rows, %d alerts",
                           inbox["ingested"] if inbox else 0, inbox["rejected"] if inbox else 0,
@@ -80,3 +110,12 @@ def retrain_task(db_path: str, data_dir: str, config_path: str | None) -> dict:
 def retrain_flow(db_path: str, data_dir: str, config_path: str | None = None) -> dict:
     """Retrain the monitored table's detector with a champion/challenger decision."""
     return retrain_task(db_path, data_dir, config_path)
+
+
+def with_dask(flow_fn, workers: int):
+    """The flow run on a local Dask cluster of `workers` single-threaded worker processes (prefect-dask)."""
+    from prefect_dask import DaskTaskRunner
+
+    return flow_fn.with_options(task_runner=DaskTaskRunner(
+        cluster_kwargs={"n_workers": int(workers), "threads_per_worker": 1, "processes": True,
+                        "dashboard_address": None}))

@@ -8,8 +8,10 @@ from flows.commands import CommandResult, add_common
 def register(subparsers) -> None:
     p = subparsers.add_parser("monitor", help="Score what arrived in the inbox; replay a table into it; status.")
     sub = p.add_subparsers(dest="monitor_command", metavar="ACTION", required=True)
-    add_common(sub.add_parser("run", help="One monitor run: ingest the inbox, score new batches, drift, events.")
-               ).set_defaults(handler=run_monitor)
+    run = add_common(sub.add_parser("run", help="One monitor run: ingest the inbox, score new batches, drift, events."))
+    run.add_argument("--dask-workers", type=int, default=0,
+                     help="score on a local Dask cluster of N worker processes (default 0: in this process)")
+    run.set_defaults(handler=run_monitor)
     replay = add_common(sub.add_parser("replay", help="Drop a table into the inbox as timed batches (a demo feed)."))
     replay.add_argument("--table", default="creditcard", help="table to replay (default creditcard)")
     replay.add_argument("--inbox", help="inbox folder (default: monitor.inbox of the config)")
@@ -43,10 +45,15 @@ def register(subparsers) -> None:
 
 def run_monitor(args, settings) -> CommandResult:
     from flows.commands import run_flow, state_result
-    from flows.monitor_flows import monitor_flow
+    from flows.monitor_flows import monitor_flow, with_dask
 
-    r = state_result(run_flow(monitor_flow, str(settings.db_path), str(settings.data_dir),
-                              str(settings.config_path) if settings.config_path else None))
+    if args.dask_workers < 0:
+        from flows.monitor import MonitorError
+
+        raise MonitorError(f"--dask-workers must be 0 or more, got {args.dask_workers}")
+    flow_fn = with_dask(monitor_flow, args.dask_workers) if args.dask_workers else monitor_flow
+    r = state_result(run_flow(flow_fn, str(settings.db_path), str(settings.data_dir),
+                              str(settings.config_path) if settings.config_path else None, args.dask_workers))
     inbox = r.get("inbox") or {}
     lines = [f"inbox: {inbox.get('ingested', 0)} file(s) ingested, {inbox.get('rejected', 0)} rejected"
              if inbox else "no inbox configured",

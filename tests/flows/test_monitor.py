@@ -243,3 +243,29 @@ def test_monitor_without_a_detector_is_one_line(cli, settings, tmp_path, monkeyp
 def test_schedule_commands_without_a_server_are_one_line(cli, settings):
     code, _, err = cli(["schedule", "list"])
     assert code == 2 and "not running" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_dask_cluster_of_two_workers_gives_the_same_scores(cli, warehouse, settings, monitored, tmp_path):
+    import shutil
+
+    replay(cli, 4)
+    # the same arrivals, monitored twice: in process, and on a local Dask cluster of two worker processes
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(settings.db_path, copy)
+    shutil.copytree(monitored["inbox"], tmp_path / "inbox_copy")
+    code, local, err = run_json(cli, "monitor", "run")
+    assert code == 0 and len(local["batches"]) == 4, err
+    config = yaml.safe_load(Path(os.environ["SYNTHWATCH_CONFIG"]).read_text())
+    config["monitor"]["inbox"] = str(tmp_path / "inbox_copy")
+    Path(os.environ["SYNTHWATCH_CONFIG"]).write_text(yaml.safe_dump(config))
+    code, dask, err = run_json(cli, "monitor", "run", "--dask-workers", "2", "--db", copy)
+    assert code == 0 and len(dask["batches"]) == 4, err
+    from flows.warehouse import Warehouse
+
+    query = "SELECT item_key, score, is_alert FROM main.anomaly_scores WHERE batch_id IS NOT NULL ORDER BY item_key"
+    with warehouse.read() as con:
+        a = con.execute(query).df()
+    with Warehouse(copy).read() as con:
+        b = con.execute(query).df()
+    assert len(a) > 0
+    pd.testing.assert_frame_equal(a, b)
