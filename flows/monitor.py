@@ -135,9 +135,9 @@ def champion_id(wh: Warehouse, cfg: MonitorSettings) -> str:
     detector trained on the reference table (or the table itself)."""
     with wh.read() as con:
         if Warehouse.exists(con, "_champions"):
-            rows = con.execute("SELECT model_id FROM main._champions WHERE lower(table_name) = lower(?)",
-                               [cfg.table]).fetchall()
-            if rows:
+            rows = con.execute("SELECT c.model_id FROM main._champions c JOIN main._detectors d USING (model_id) "
+                               "WHERE lower(c.table_name) = lower(?)", [cfg.table]).fetchall()
+            if rows:  # a champion retired since (e.g. by the pipeline's next detector) no longer counts
                 return rows[0][0]
         if cfg.model:
             return cfg.model
@@ -400,8 +400,10 @@ def score_new_batches(settings, cfg: MonitorSettings, run_id: str, progress=None
     model, record, features = load_champion(wh, model_id)
     reference = reference_for(wh, record, features, model, cfg)
     with wh.transaction() as con:  # the first champion of a table is whichever detector scored its first batch
-        if not con.execute("SELECT count(*) FROM main._champions WHERE lower(table_name) = lower(?)",
-                           [cfg.table]).fetchall()[0][0]:
+        current = con.execute("SELECT model_id FROM main._champions WHERE lower(table_name) = lower(?)",
+                              [cfg.table]).fetchall()
+        if not current or current[0][0] != model_id:
+            con.execute("DELETE FROM main._champions WHERE lower(table_name) = lower(?)", [cfg.table])
             insert_row(con, "_champions", {"table_name": cfg.table, "model_id": model_id, "since": now_utc()})
     rate = reference_alert_rate(model)
     done = []
