@@ -203,8 +203,9 @@ class SequenceCodec:
         self._start_atoms = np.asarray(s["atoms"], dtype=np.float64)
         self._start_edges = np.asarray(s["edges"], dtype=np.float64)
         self._start_p = np.asarray(s["probs"], dtype=np.float64)
+        n_rows = len(doc["context_table"]["counts"])
         self.context_table = np.asarray(doc["context_table"]["codes"], dtype=np.int64).reshape(
-            -1, len(self.context))
+            n_rows, len(self.context))
         self.context_counts = np.asarray(doc["context_table"]["counts"], dtype=np.int64)
         self.lengths = np.asarray(doc["lengths"]["values"], dtype=np.int64)
         self.length_counts = np.asarray(doc["lengths"]["counts"], dtype=np.int64)
@@ -240,6 +241,9 @@ class SequenceCodec:
         elif pd.Series(tvals).duplicated().any():
             raise InvalidDataError(f"time column {data.time!r} repeats values in a single series; give an entity "
                                    "column or drop the duplicates")
+        for c in frame.columns:
+            if c not in (data.time, data.entity) and frame[c].isna().all():
+                raise InvalidDataError(f"column {c!r} holds no values at all (all NaN); drop it")
         order, lengths, entities = cls._order(frame, data.entity, tvals)
         if lengths.max() < 2:
             raise InvalidDataError("every sequence has a single step: there is no step-to-step pattern to learn; "
