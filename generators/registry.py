@@ -48,6 +48,9 @@ _TIMESERIES = [
     GeneratorEntry("sequence_ar", "generators.timeseries.autoregressive:SequenceARGenerator", "timeseries",
                    {"epochs": 2, "hidden": 16, "head_hidden": 16, "embedding_dim": 4, "max_bins": 8},
                    "own torch model: a GRU over steps, per-step tokens, learned lengths (default)"),
+    GeneratorEntry("sequence_vae", "generators.timeseries.vae:SequenceVAEGenerator", "timeseries",
+                   {"epochs": 2, "hidden": 8, "latent_dim": 4},
+                   "own torch model: TimeVAE-like conditional VAE over padded sequences with a length head"),
 ]
 _IMAGE: list[GeneratorEntry] = []
 
