@@ -51,6 +51,8 @@ _TIMESERIES = [
     GeneratorEntry("sequence_vae", "generators.timeseries.vae:SequenceVAEGenerator", "timeseries",
                    {"epochs": 2, "hidden": 8, "latent_dim": 4},
                    "own torch model: TimeVAE-like conditional VAE over padded sequences with a length head"),
+    GeneratorEntry("par", "generators.timeseries.par:PARGenerator", "timeseries", {"epochs": 1},
+                   "SDV PARSynthesizer (deepecho PAR)"),
 ]
 _IMAGE: list[GeneratorEntry] = []
 
