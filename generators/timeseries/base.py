@@ -828,8 +828,8 @@ class SequenceGenerator(Generator):
         """n new sequences with fresh entity ids; same fitted model + same seed => same sequences.
 
         `conditions` ({context column: value}) fixes context values (ConditionError for a non-context column or
-        an unseen value); `length` makes every sequence that many steps long (default: the learned lengths; for a
-        single long series, the window length).
+        an unseen value); `length` makes every sequence that many steps long (default: the learned lengths; the
+        window length for a single long series; the one length when every training sequence had it).
         """
         self._require_fitted()
         n = check_count(n, "sequences")
@@ -837,6 +837,8 @@ class SequenceGenerator(Generator):
             length = check_count(length, "steps")
         elif self.codec_.single_series:
             length = self.codec_.window
+        elif len(self.codec_.lengths) == 1:  # every training sequence has one length: so do the samples
+            length = int(self.codec_.lengths[0])
         conds = self.codec_.check_conditions(conditions)
         rng = np.random.default_rng(seed)
         context = self.codec_.sample_context(n, rng, conds)

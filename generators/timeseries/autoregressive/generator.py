@@ -11,7 +11,7 @@ import numpy as np
 from generators.base import check_array_keys, take_array, torch_generator
 from generators.errors import ModelFormatError
 from generators.tabular.autoregressive.generator import _threads
-from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens, tokens_to_numeric
+from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens
 from generators.timeseries.base import EncodedSequences, SequenceGenerator
 
 log = logging.getLogger("generators.sequence_ar")
@@ -22,25 +22,30 @@ class SequenceARGenerator(SequenceGenerator):
     """Learns p(step_t | steps_<t, context) with cross-entropy over per-step tokens.
 
     A step's tokens: a stop token (1 ends the sequence, so lengths are learned), the time-step token (the step
-    pattern), then each value column: numerics as quantile-bin tokens (drawn uniformly inside the bin when
-    sampled; a gap is a token of its own) and categoricals as their codes. The context (drawn by the codec from
+    pattern), then each value column: a numeric as two tokens, its quantile bin (frequent exact values and gaps
+    are tokens of their own) then where inside the bin it lies (`fine_bins` equal steps; a sampled value is drawn
+    uniformly inside that step, so smooth series stay smooth), and a categorical as its code. The context (drawn by the codec from
     its learned joint distribution, or fixed by conditions) conditions every step. Training keeps the weights
     of the epoch with the best loss on held-back sequences (`validation_fraction`) and stops after `patience`
-    epochs without improvement.
+    epochs without improvement; it runs `epochs` epochs, or more when they make fewer than `min_updates` gradient
+    steps (a few long sequences).
     """
 
     name = "sequence_ar"
 
-    def __init__(self, *, epochs: int = 40, batch_size: int = 32, hidden: int = 64, head_hidden: int = 64,
+    def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64, head_hidden: int = 64,
                  embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3, dropout: float = 0.0,
-                 validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
+                 fine_bins: int = 8, validation_fraction: float = 0.1, patience: int = 5,
+                 window: int | None = None,
                  num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
+        self.min_updates = min_updates
         self.batch_size = batch_size
         self.hidden = hidden
         self.head_hidden = head_hidden
         self.embedding_dim = embedding_dim
         self.max_bins = max_bins
+        self.fine_bins = fine_bins
         self.learning_rate = learning_rate
         self.dropout = dropout
         self.validation_fraction = validation_fraction
@@ -52,8 +57,9 @@ class SequenceARGenerator(SequenceGenerator):
     # ------------------------------------------------------------ tokens
     def _vocab_sizes(self) -> list[int]:
         codec = self._codec
-        numeric = [len(self.atoms_[j]) + max(len(self.edges_[j]) - 1, 0) + int(self._has_gap(j))
-                   for j in range(len(codec.numeric_columns))]
+        numeric = []
+        for j in range(len(codec.numeric_columns)):
+            numeric += [len(self.atoms_[j]) + max(len(self.edges_[j]) - 1, 0) + int(self._has_gap(j)), self.fine_bins]
         return [2, codec.n_delta_tokens, *numeric, *codec.categorical_sizes]
 
     def _has_gap(self, j: int) -> bool:
@@ -75,6 +81,7 @@ class SequenceARGenerator(SequenceGenerator):
             tok[~gap] = numeric_to_tokens(x[~gap], self.atoms_[j], self.edges_[j])
             tok[gap] = len(self.atoms_[j]) + max(len(self.edges_[j]) - 1, 0)
             cols.append(tok)
+            cols.append(self._fine_tokens(x, tok, j))
         cols.extend(enc.categorical[:, j] for j in range(enc.categorical.shape[1]))
         flat = np.stack(cols, axis=1)
         out = np.zeros((n, int(enc.lengths.max()) + 1, flat.shape[1]), np.int64)
@@ -89,6 +96,31 @@ class SequenceARGenerator(SequenceGenerator):
 
         return StepwiseGRUNet(self._vocab_sizes(), self._codec.context_sizes, self.embedding_dim, self.hidden,
                               self.head_hidden, self.dropout)
+
+    def _fine_tokens(self, x: np.ndarray, coarse: np.ndarray, j: int) -> np.ndarray:
+        """Where inside its quantile bin a value lies, in `fine_bins` equal steps (0 for atoms and gaps)."""
+        atoms, edges = self.atoms_[j], self.edges_[j]
+        fine = np.zeros(len(x), np.int64)
+        b = coarse - len(atoms)
+        inside = (b >= 0) & (b < max(len(edges) - 1, 0)) & ~np.isnan(x)
+        if inside.any():
+            lo, hi = edges[b[inside]], edges[b[inside] + 1]
+            fine[inside] = np.clip(np.floor((x[inside] - lo) / (hi - lo) * self.fine_bins), 0, self.fine_bins - 1)
+        return fine
+
+    def _decode_numeric(self, coarse: np.ndarray, fine: np.ndarray, j: int, rng: np.random.Generator) -> np.ndarray:
+        """Atoms as themselves, gaps as NaN, a bin token as a uniform draw inside its fine step of the bin."""
+        atoms, edges = self.atoms_[j], self.edges_[j]
+        out = np.full(len(coarse), np.nan)
+        is_atom = coarse < len(atoms)
+        out[is_atom] = atoms[coarse[is_atom]]
+        b = coarse - len(atoms)
+        inside = (b >= 0) & (b < max(len(edges) - 1, 0))
+        if inside.any():
+            lo, hi = edges[b[inside]], edges[b[inside] + 1]
+            x = lo + (fine[inside] + rng.random(int(inside.sum()))) / self.fine_bins * (hi - lo)
+            out[inside] = np.round(x) if self._integral(j) else x
+        return out
 
     # --------------------------------------------------------------- fit
     def _fit(self, enc: EncodedSequences) -> None:
@@ -121,7 +153,9 @@ class SequenceARGenerator(SequenceGenerator):
             best, best_state, stale = math.inf, None, 0
             self.history_ = []
             start = time.perf_counter()
-            for epoch in range(1, self.epochs + 1):
+            # a few long sequences make few batches: train for at least `min_updates` gradient steps
+            epochs = max(self.epochs, math.ceil(self.min_updates / math.ceil(len(train) / self.batch_size)))
+            for epoch in range(1, epochs + 1):
                 net.train()
                 order = torch.from_numpy(train)[torch.randperm(len(train), generator=g)]
                 total = 0.0
@@ -142,7 +176,7 @@ class SequenceARGenerator(SequenceGenerator):
                 else:
                     val_loss = train_loss
                 self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-                log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, self.epochs, train_loss,
+                log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, epochs, train_loss,
                          val_loss, time.perf_counter() - start)
                 if val_loss < best - 1e-4:
                     best, stale = val_loss, 0
@@ -184,6 +218,7 @@ class SequenceARGenerator(SequenceGenerator):
         net, codec = self.net_, self._codec
         m = len(net.vocab_sizes)
         horizon = length if length is not None else codec.max_length
+        shortest = int(codec.lengths.min())  # no sequence stops before the shortest training one
         chunks = []
         with torch.no_grad(), _threads(self.num_threads):
             for begin in range(0, n, 4096):
@@ -201,7 +236,7 @@ class SequenceARGenerator(SequenceGenerator):
                     for j in range(m):
                         logits = net.column_logits(out, row, j)
                         if j == 0:
-                            forced = length is not None or t == 0 or t == horizon
+                            forced = length is not None or t < shortest or t == horizon
                             if forced:
                                 row[:, 0] = STOP if t == horizon else GO
                                 continue
@@ -219,13 +254,8 @@ class SequenceARGenerator(SequenceGenerator):
         lengths = np.concatenate([ln for _, ln in chunks]).astype(np.int64)
         numeric = np.empty((len(tok), len(codec.numeric_columns)))
         for j in range(numeric.shape[1]):
-            col = tok[:, 2 + j]
-            gap = col == len(self.atoms_[j]) + max(len(self.edges_[j]) - 1, 0)
-            vals = np.full(len(col), np.nan)
-            if (~gap).any():
-                vals[~gap] = tokens_to_numeric(col[~gap], self.atoms_[j], self.edges_[j], rng, self._integral(j))
-            numeric[:, j] = vals
-        categorical = tok[:, 2 + numeric.shape[1]:].astype(np.int64)
+            numeric[:, j] = self._decode_numeric(tok[:, 2 + 2 * j], tok[:, 3 + 2 * j], j, rng)
+        categorical = tok[:, 2 + 2 * numeric.shape[1]:].astype(np.int64)
         return EncodedSequences(lengths=lengths, numeric=numeric, categorical=np.ascontiguousarray(categorical),
                                 deltas=tok[:, 1].astype(np.int64), context=np.ascontiguousarray(context))
 
@@ -244,7 +274,7 @@ class SequenceARGenerator(SequenceGenerator):
         if set(state) != {"history"} or not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
             raise ModelFormatError("state must hold 'history', a list of epoch records")
         for name, lo, hi in (("num_threads", 1, 256), ("hidden", 1, 4096), ("head_hidden", 1, 4096),
-                             ("embedding_dim", 1, 1024), ("max_bins", 2, 100_000)):
+                             ("embedding_dim", 1, 1024), ("max_bins", 2, 100_000), ("fine_bins", 1, 10_000)):
             v = getattr(self, name)
             if v is not None and not lo <= v <= hi:
                 raise ModelFormatError(f"param {name}={v} is outside {lo}..{hi}")
