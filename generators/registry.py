@@ -46,7 +46,8 @@ _TABULAR = [
 ]
 _TIMESERIES = [
     GeneratorEntry("sequence_ar", "generators.timeseries.autoregressive:SequenceARGenerator", "timeseries",
-                   {"epochs": 2, "hidden": 16, "head_hidden": 16, "embedding_dim": 4, "max_bins": 8},
+                   {"epochs": 2, "min_updates": 0, "hidden": 16, "head_hidden": 16, "embedding_dim": 4,
+                    "max_bins": 8},
                    "own torch model: a GRU over steps, per-step tokens, learned lengths (default)"),
     GeneratorEntry("sequence_vae", "generators.timeseries.vae:SequenceVAEGenerator", "timeseries",
                    {"epochs": 2, "hidden": 8, "latent_dim": 4},

@@ -19,12 +19,12 @@ SEQUENCE_MODELS = list_generators("timeseries")
 # the learned-distribution promises (lengths, gaps, conditions moving the lengths) are our models' quality floor;
 # SDV's PAR is the anchor they are benchmarked against, held to the structural promises only
 OWN_MODELS = [name for name in SEQUENCE_MODELS if name != "par"]
-# enough training for the learned-distribution tests, still a second or two per model
-TRAINED = {"epochs": 25}
+# enough training for the learned-distribution tests, still a few seconds per model
+TRAINED = {"sequence_ar": {"epochs": 25, "min_updates": 250}}
 
 
 def _model(name: str, **extra):
-    return make_generator(name, **{**REGISTRY[name].test_params, **TRAINED, **extra})
+    return make_generator(name, **{**REGISTRY[name].test_params, **TRAINED.get(name, {"epochs": 25}), **extra})
 
 
 def two_regime_panel(n: int = 40, seed: int = 0, gap_rate: float = 0.2) -> SequenceData:
