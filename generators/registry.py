@@ -50,7 +50,7 @@ _TIMESERIES = [
                     "max_bins": 8},
                    "own torch model: a GRU over steps, per-step tokens, learned lengths (default)"),
     GeneratorEntry("sequence_vae", "generators.timeseries.vae:SequenceVAEGenerator", "timeseries",
-                   {"epochs": 2, "hidden": 8, "latent_dim": 4},
+                   {"epochs": 2, "min_updates": 0, "hidden": 8, "latent_dim": 4},
                    "own torch model: TimeVAE-like conditional VAE over padded sequences with a length head"),
     GeneratorEntry("par", "generators.timeseries.par:PARGenerator", "timeseries", {"epochs": 1},
                    "SDV PARSynthesizer (deepecho PAR)"),

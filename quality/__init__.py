@@ -1,4 +1,4 @@
-"""Quality gates for synthetic tables and sequences: fidelity, privacy and expectation checks, and an HTML report (pure)."""
+"""Quality gates for synthetic tables and sequences: fidelity, privacy and expectation checks, HTML reports (pure)."""
 
 from quality.checks import CheckResult, QualityReport
 from quality.errors import QualityError

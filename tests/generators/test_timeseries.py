@@ -20,7 +20,7 @@ SEQUENCE_MODELS = list_generators("timeseries")
 # SDV's PAR is the anchor they are benchmarked against, held to the structural promises only
 OWN_MODELS = [name for name in SEQUENCE_MODELS if name != "par"]
 # enough training for the learned-distribution tests, still a few seconds per model
-TRAINED = {"sequence_ar": {"epochs": 25, "min_updates": 250}}
+TRAINED = {"sequence_ar": {"epochs": 25, "min_updates": 250}, "sequence_vae": {"epochs": 25, "min_updates": 100}}
 
 
 def _model(name: str, **extra):

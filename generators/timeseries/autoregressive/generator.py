@@ -64,21 +64,22 @@ class SequenceARGenerator(SequenceGenerator):
     A step's tokens: a stop token (1 ends the sequence, so lengths are learned), the time-step token (the step
     pattern), then each value column: a numeric as two tokens, its quantile bin (frequent exact values and gaps
     are tokens of their own) then where inside the bin it lies (`fine_bins` equal steps; a sampled value is drawn
-    uniformly inside that step), and a categorical as its code. A smooth numeric (step-to-step changes spread less
-    than `smooth_ratio` times its values around their sequence's mean) is drawn as changes from the sequence's last value (its first value, and
-    the first after a run of gaps' start, as a level), so a smooth series stays smooth. The context (drawn by the codec from
-    its learned joint distribution, or fixed by conditions) conditions every step. Training keeps the weights
-    of the epoch with the best loss on held-back sequences (`validation_fraction`) and stops after `patience`
-    epochs without improvement; it runs `epochs` epochs, or more when they make fewer than `min_updates` gradient
-    steps (a few long sequences).
+    uniformly inside that step), and a categorical as its code. A smooth numeric (step-to-step changes spread
+    less than `smooth_ratio` times its values around their sequence's mean) is drawn as changes from the
+    sequence's last value, its first value as a level, and the level it reached is fed back as an input token:
+    a smooth series stays smooth and does not drift. The context (drawn by the codec from its learned joint
+    distribution, or fixed by conditions) conditions every step. Training keeps the weights of the epoch with the
+    best loss on held-back sequences (`validation_fraction`) and stops after `patience` epochs without
+    improvement; it runs `epochs` epochs, or more when they make fewer than `min_updates` gradient steps (a few
+    long sequences).
     """
 
     name = "sequence_ar"
 
-    def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64, head_hidden: int = 64,
-                 embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3, dropout: float = 0.0,
-                 fine_bins: int = 8, smooth_ratio: float = 0.5, validation_fraction: float = 0.1, patience: int = 5,
-                 window: int | None = None,
+    def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
+                 head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
+                 dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.5,
+                 validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
@@ -215,8 +216,8 @@ class SequenceARGenerator(SequenceGenerator):
             prev = self._previous_observed(x, seq)
             ok = ~np.isnan(x) & ~np.isnan(prev)
             change = x[ok] - prev[ok]
-            # a smooth column (steps small next to its spread within a sequence) is drawn as changes: levels drawn anew at every
-            # step would jitter by a bin's width where the data moves by far less
+            # a smooth column (steps small next to its spread within a sequence) is drawn as changes: levels drawn
+            # anew at every step would jitter by a bin's width where the data moves by far less
             within = x - pd.Series(x).groupby(seq).transform("mean").to_numpy()
             if ok.sum() >= 20 and np.std(change) < self.smooth_ratio * np.nanstd(within):
                 catoms, cedges = fit_numeric_tokens(change, self.max_bins)

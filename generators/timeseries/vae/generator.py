@@ -23,15 +23,16 @@ class SequenceVAEGenerator(SequenceGenerator):
     samples keep their noise), gaps, categoricals and the time-step pattern are per-step classifications; the
     length is a class over 1..max length. Everything is conditioned on the context. Sequences longer than the
     longest training one (`length` beyond it, e.g. long segments of a single series) are decoded block by block
-    and joined.
+    and joined. Training runs `epochs` epochs, or more when they make fewer than `min_updates` gradient steps.
     """
 
     name = "sequence_vae"
 
-    def __init__(self, *, epochs: int = 150, batch_size: int = 32, hidden: int = 32, latent_dim: int = 8,
+    def __init__(self, *, epochs: int = 150, min_updates: int = 1500, batch_size: int = 32, hidden: int = 32, latent_dim: int = 8,
                  embedding_dim: int = 4, learning_rate: float = 2e-3, kl_weight: float = 0.5,
                  window: int | None = None, num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
+        self.min_updates = min_updates
         self.batch_size = batch_size
         self.hidden = hidden
         self.latent_dim = latent_dim
@@ -120,7 +121,9 @@ class SequenceVAEGenerator(SequenceGenerator):
             g = torch_generator(rng)
             self.history_ = []
             start = time.perf_counter()
-            for epoch in range(1, self.epochs + 1):
+            # a few sequences make few batches: train for at least `min_updates` gradient steps
+            epochs = max(self.epochs, math.ceil(self.min_updates / math.ceil(len(x) / self.batch_size)))
+            for epoch in range(1, epochs + 1):
                 net.train()
                 order = torch.randperm(len(x), generator=g)
                 total = 0.0
@@ -134,7 +137,7 @@ class SequenceVAEGenerator(SequenceGenerator):
                     total += loss.item() * len(idx)
                 self.history_.append({"epoch": epoch, "train_loss": total / len(x)})
                 if epoch % 25 == 0:
-                    log.info("epoch %d/%d loss %.4f (%.1fs)", epoch, self.epochs, total / len(x),
+                    log.info("epoch %d/%d loss %.4f (%.1fs)", epoch, epochs, total / len(x),
                              time.perf_counter() - start)
             net.eval()
             with torch.no_grad():  # the residual spread of each numeric, for sampling noise
