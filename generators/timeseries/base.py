@@ -499,6 +499,11 @@ class SequenceCodec:
                     out[j] = (lookup[k], c["categories"][lookup[k]])
             else:
                 edges = np.asarray(c["edges"])
+                if isinstance(value, str):  # a number typed on a command line
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        pass
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                         or not edges[0] <= float(value) <= edges[-1]:
                     raise ConditionError(f"context column {col!r} is numeric between {edges[0]:g} and "

@@ -179,3 +179,17 @@ def test_bad_sequences_are_refused_in_one_line(name):
     with pytest.raises(InvalidDataError, match="changes within an entity"):
         make_generator(name).fit(SequenceData(frame, time="day", entity="store", context=["promo"]))
     assert frame.equals(make_panel(8).frame)
+
+
+def test_a_numeric_context_with_many_values_is_binned_and_conditions_on_a_number():
+    rng = np.random.default_rng(1)
+    rows = [{"id": e, "t": t, "income": 1000.0 + 10 * e, "x": float(rng.normal())}
+            for e in range(40) for t in range(int(rng.integers(3, 6)))]
+    gen = _model("sequence_ar", epochs=1).fit(SequenceData(pd.DataFrame(rows), time="t", entity="id"))
+    assert gen.codec_.context[0]["kind"] == "binned"
+    s = gen.sample(5, seed=0, conditions={"income": "1234.5"}).frame  # a number typed on a command line
+    assert (s["income"] == 1234.5).all()
+    free = gen.sample(50, seed=0).frame.groupby("id")["income"].first()
+    assert free.between(1000, 1390).all() and free.nunique() > 10  # drawn within bins, not copied
+    with pytest.raises(ConditionError, match="between"):
+        gen.sample(2, conditions={"income": 5.0})
