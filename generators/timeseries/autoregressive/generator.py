@@ -78,7 +78,7 @@ class SequenceARGenerator(SequenceGenerator):
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
-                 dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.5,
+                 dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
