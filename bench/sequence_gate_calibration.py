@@ -6,7 +6,8 @@ For every panel of `bench/sequence_panels.py` each repetition splits the entitie
 parts: train, holdout and a third that stands in for the synthetic sequences. `quality.evaluate_sequences`
 (default thresholds) should publish that third part: it is real data. The false-quarantine rate per panel is
 the share of repetitions it refuses (target: at most 5%), with the checks that refused. The same repetitions
-gate `copy` (the training sequences under fresh ids, shifted in time), which must always be quarantined.
+gate `copy` (the training sequences under fresh ids, shifted in time) and `near copy` (the same with 2% noise on
+every float value), which must always be quarantined.
 Results go to bench/results/sequence_gate.md.
 """
 
@@ -42,6 +43,15 @@ def as_copy(train: pd.DataFrame, time_col: str, entity: str) -> pd.DataFrame:
     return out
 
 
+def as_perturbed(train: pd.DataFrame, time_col: str, entity: str, rng: np.random.Generator) -> pd.DataFrame:
+    """The training sequences under fresh ids with every float value moved by 2% noise (a near copy)."""
+    out = as_copy(train, time_col, entity)
+    for c in out.columns:
+        if c not in (time_col, entity) and pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c] * (1 + 0.02 * rng.standard_normal(len(out)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=20)
@@ -52,15 +62,17 @@ def main() -> None:
     lines = ["# Sequence gate calibration", "",
              f"{args.reps} random entity splits (train / holdout / independent real third) per panel; default "
              "thresholds. `false quarantine` = share of real thirds the gate refused (target <= 5%); `copy caught` "
-             "= share of copies of the training sequences it refused (target 100%).", "",
+             "= share of copies of the training sequences it refused (target 100%); `near copy caught`: the same for "
+             "copies with 2% noise on every float value.", "",
              "| panel | entities per part | steps per entity | false quarantine | refused by | copy caught | "
-             "copy refused by | seconds per gate |", "|---|---|---|---|---|---|---|---|"]
+             "copy refused by | near copy caught | near copy refused by | seconds per gate |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     details = []
     for name in args.panels:
         frame, time_col, entity = load_panel(name)
         lengths = frame.groupby(entity).size()
-        refused, copy_refused = collections.Counter(), collections.Counter()
-        n_refused = n_copy = 0
+        refused, copy_refused, near_refused = collections.Counter(), collections.Counter(), collections.Counter()
+        n_refused = n_copy = n_near = 0
         seconds = []
         values = collections.defaultdict(list)
         for rep in range(args.reps):
@@ -78,10 +90,15 @@ def main() -> None:
                                       seed=rep)
             n_copy += not copy.passed
             copy_refused.update(copy.failing)
+            near = evaluate_sequences(train, as_perturbed(train, time_col, entity, rng), hold, time=time_col,
+                                      entity=entity, seed=rep)
+            n_near += not near.passed
+            near_refused.update(near.failing)
         fmt = lambda counter: ", ".join(f"{k} {v}" for k, v in counter.most_common()) or "-"  # noqa: E731
         lines.append(f"| {name} | {len(lengths) // 3} | {lengths.min()}-{lengths.max()} | "
                      f"{n_refused / args.reps:.0%} ({n_refused}/{args.reps}) | {fmt(refused)} | "
-                     f"{n_copy / args.reps:.0%} | {fmt(copy_refused)} | {np.mean(seconds):.1f} |")
+                     f"{n_copy / args.reps:.0%} | {fmt(copy_refused)} | {n_near / args.reps:.0%} | "
+                     f"{fmt(near_refused)} | {np.mean(seconds):.1f} |")
         details.append(f"\n### {name}: real third, median value / median bound over repetitions\n")
         details.append("| check | median value | median bound | worst value |")
         details.append("|---|---|---|---|")
