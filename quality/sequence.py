@@ -611,20 +611,22 @@ def evaluate_sequences(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.
 
 # ---------------------------------------------------------------------- the HTML report
 def _acf(view: _View, column: str, max_lag: int) -> np.ndarray:
-    """Mean autocorrelation over sequences at lags 1..max_lag (pairs within a sequence, per-sequence centring)."""
+    """Mean over sequences of the sample autocorrelation at lags 1..max_lag (the standard estimator: lagged
+    products summed within a sequence over its total squared deviation, so within [-1, 1])."""
     x = view.numeric[column]
-    mean = view.stats[f"{column}:mean"]
-    std = view.stats[f"{column}:std"]
-    c = (x - mean[view.seq]) / np.where(std > 0, std, np.nan)[view.seq]
+    centred = x - view.stats[f"{column}:mean"][view.seq]
+    observed = ~np.isnan(centred)
+    den = np.bincount(view.seq[observed], weights=centred[observed] ** 2, minlength=view.n)
     out = np.full(max_lag, np.nan)
     for lag in range(1, max_lag + 1):
-        if lag >= len(c):
+        if lag >= len(centred):
             break
-        same = view.seq[lag:] == view.seq[:-lag]
-        prod = (c[lag:] * c[:-lag])[same]
-        prod = prod[np.isfinite(prod)]
-        if len(prod):
-            out[lag - 1] = prod.mean()
+        prod = centred[lag:] * centred[:-lag]
+        ok = (view.seq[lag:] == view.seq[:-lag]) & ~np.isnan(prod)
+        num = np.bincount(view.seq[lag:][ok], weights=prod[ok], minlength=view.n)
+        use = (den > 0) & (view.lengths > lag)
+        if use.any():
+            out[lag - 1] = float(np.mean(num[use] / den[use]))
     return out
 
 
