@@ -44,13 +44,23 @@ _TABULAR = [
     GeneratorEntry("tvae", "generators.tabular.tvae:TVAEGenerator", "tabular",
                    {"epochs": 1, "batch_size": 50}, "SDV TVAESynthesizer"),
 ]
-_TIMESERIES: list[GeneratorEntry] = []
+_TIMESERIES = [
+    GeneratorEntry("sequence_ar", "generators.timeseries.autoregressive:SequenceARGenerator", "timeseries",
+                   {"epochs": 2, "min_updates": 0, "hidden": 16, "head_hidden": 16, "embedding_dim": 4,
+                    "max_bins": 8},
+                   "own torch model: a GRU over steps, per-step tokens, learned lengths (default)"),
+    GeneratorEntry("sequence_vae", "generators.timeseries.vae:SequenceVAEGenerator", "timeseries",
+                   {"epochs": 2, "min_updates": 0, "hidden": 8, "latent_dim": 4},
+                   "own torch model: TimeVAE-like conditional VAE over padded sequences with a length head"),
+    GeneratorEntry("par", "generators.timeseries.par:PARGenerator", "timeseries", {"epochs": 1},
+                   "SDV PARSynthesizer (deepecho PAR)"),
+]
 _IMAGE: list[GeneratorEntry] = []
 
 REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERIES, *_IMAGE]}
 
 # The generator `train` uses when none is named, per kind (None: nothing learns that kind yet).
-DEFAULT_GENERATORS: dict[str, str | None] = {"tabular": "autoregressive", "timeseries": None, "image": None}
+DEFAULT_GENERATORS: dict[str, str | None] = {"tabular": "autoregressive", "timeseries": "sequence_ar", "image": None}
 DEFAULT_GENERATOR = DEFAULT_GENERATORS["tabular"]
 
 

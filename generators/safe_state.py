@@ -50,6 +50,8 @@ ALLOWED_CLASSES = frozenset({
     "sdv.data_processing.numerical_formatter:NumericalFormatter",
     "sdv.metadata._single_table:_SingleTableMetadata",
     "sdv.metadata.metadata:Metadata",
+    "sdv.sequential.par:PARSynthesizer",  # saved without its context synthesizer (see generators.timeseries.par)
+    "deepecho.models.par:PARModel",  # saved without its network, which is rebuilt from its weights
     "sdv.single_table.copulas:GaussianCopulaSynthesizer",
     "sdv.single_table.ctgan:CTGANSynthesizer",
     "sdv.single_table.ctgan:TVAESynthesizer",

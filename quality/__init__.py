@@ -1,9 +1,10 @@
-"""Quality gates for synthetic tables: fidelity, privacy and expectation checks, and an HTML report (pure)."""
+"""Quality gates for synthetic tables and sequences: fidelity, privacy and expectation checks, HTML reports (pure)."""
 
 from quality.checks import CheckResult, QualityReport
 from quality.errors import QualityError
 
-__all__ = ["CheckResult", "QualityReport", "QualityError", "DEFAULT_THRESHOLDS", "evaluate", "render_report"]
+__all__ = ["CheckResult", "QualityReport", "QualityError", "DEFAULT_THRESHOLDS", "evaluate", "render_report",
+           "DEFAULT_SEQUENCE_THRESHOLDS", "evaluate_sequences", "render_sequence_report", "segment_series"]
 
 
 def __getattr__(name: str):
@@ -11,6 +12,9 @@ def __getattr__(name: str):
     if name in ("evaluate", "DEFAULT_THRESHOLDS"):
         from quality import gate
         return getattr(gate, name)
+    if name in ("evaluate_sequences", "render_sequence_report", "DEFAULT_SEQUENCE_THRESHOLDS", "segment_series"):
+        from quality import sequence
+        return getattr(sequence, name)
     if name == "render_report":
         from quality.report import render_report
         return render_report

@@ -1,0 +1,85 @@
+"""Sequence generators on real panels, gated: our models (and SDV PAR when registered) in the same run.
+
+Run by hand (heavy):
+    OMP_NUM_THREADS=1 flock /work/heavy.lock .venv/bin/python bench/sequences.py [--panels ...] [--models ...]
+Per panel the entities are split at random into three equal parts: train, holdout and an independent real third
+(the ceiling: what a perfect generator could reach). Each model learns train and samples as many sequences as
+train has; `quality.evaluate_sequences` gates the sample against train and holdout. Results (every gate metric,
+fit and sample seconds) go to bench/results/sequences.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.sequence_gate_calibration import split_entities  # noqa: E402
+from bench.sequence_panels import PANELS, load_panel  # noqa: E402
+from generators.data import SequenceData  # noqa: E402
+from generators.registry import list_generators, make_generator  # noqa: E402
+from quality.sequence import evaluate_sequences  # noqa: E402
+
+METRICS = ["step_marginal_accuracy", "change_accuracy", "sequence_stat_accuracy", "context_accuracy",
+           "discriminator_auc", "forecast_error_ratio", "copied_sequence_rate", "dcr_share", "mia_auroc"]
+
+
+def run_model(name: str, train: pd.DataFrame, time_col: str, entity: str, params: dict) -> tuple[pd.DataFrame, float,
+                                                                                               float]:
+    gen = make_generator(name, **params)
+    start = time.perf_counter()
+    gen.fit(SequenceData(train, time=time_col, entity=entity))
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    sample = gen.sample(int(train[entity].nunique()), seed=0)
+    return sample.frame, fit_s, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--panels", nargs="*", default=PANELS)
+    parser.add_argument("--models", nargs="*", default=list_generators("timeseries"))
+    parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sequences.md"))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    header = "| panel | model | passed | " + " | ".join(METRICS) + " | fit s | sample s |"
+    lines = ["# Sequence generators on real panels", "", header, "|" + "---|" * (len(METRICS) + 5)]
+    for panel in args.panels:
+        frame, time_col, entity = load_panel(panel)
+        train, hold, other = split_entities(frame, entity, np.random.default_rng(0))
+        rows = [("real third", other, float("nan"), float("nan"))]
+        for model in args.models:
+            params = {} if args.epochs is None else {"epochs": args.epochs}
+            try:
+                synth, fit_s, sample_s = run_model(model, train, time_col, entity, params)
+            except Exception as exc:  # noqa: BLE001 - a model failing on one panel is a result to report
+                lines.append(f"| {panel} | {model} | error: {type(exc).__name__}: {str(exc)[:80]} |")
+                print(lines[-1], flush=True)
+                continue
+            rows.append((model, synth, fit_s, sample_s))
+        for model, synth, fit_s, sample_s in rows:
+            report = evaluate_sequences(train, synth, hold, time=time_col, entity=entity)
+            vals = []
+            for m in METRICS:
+                c = report[m] if m in report else None
+                vals.append("-" if c is None or c.value is None else f"{c.value:.3f}{'' if c.passed else '!'}")
+            lines.append(f"| {panel} | {model} | {'yes' if report.passed else 'no'} | " + " | ".join(vals)
+                         + f" | {fit_s:.1f} | {sample_s:.1f} |")
+            print(lines[-1], flush=True)
+    lines += ["", "`!` marks a check that failed its (size-aware) bound; `real third` is an independent real sample."]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

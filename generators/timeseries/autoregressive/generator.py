@@ -1,0 +1,432 @@
+"""Sequence autoregressive generator: steps drawn one after another by a GRU, columns in turn within a step."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from generators.base import check_array_keys, take_array, torch_generator
+from generators.errors import ModelFormatError
+from generators.tabular.autoregressive.generator import _threads
+from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens
+from generators.timeseries.base import EncodedSequences, SequenceGenerator
+
+log = logging.getLogger("generators.sequence_ar")
+STOP, GO = 1, 0
+
+
+def _n_tokens(atoms: np.ndarray, edges: np.ndarray) -> int:
+    return len(atoms) + max(len(edges) - 1, 0)
+
+
+def _value_tokens(x: np.ndarray, atoms: np.ndarray, edges: np.ndarray, fine_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(quantile-bin token, where inside the bin in `fine_bins` equal steps) of finite values (fine 0 for atoms)."""
+    coarse = numeric_to_tokens(x, atoms, edges)
+    fine = np.zeros(len(x), np.int64)
+    b = coarse - len(atoms)
+    inside = b >= 0
+    if inside.any():
+        lo, hi = edges[b[inside]], edges[b[inside] + 1]
+        fine[inside] = np.clip(np.floor((x[inside] - lo) / (hi - lo) * fine_bins), 0, fine_bins - 1)
+    return coarse, fine
+
+
+def _token_values(coarse: np.ndarray, fine: np.ndarray, atoms: np.ndarray, edges: np.ndarray, fine_bins: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Atoms as themselves, a bin token as a uniform draw inside its fine step of the bin."""
+    out = np.empty(len(coarse))
+    is_atom = coarse < len(atoms)
+    out[is_atom] = atoms[coarse[is_atom]]
+    b = coarse[~is_atom] - len(atoms)
+    if len(b):
+        lo, hi = edges[b], edges[b + 1]
+        out[~is_atom] = lo + (fine[~is_atom] + rng.random(len(b))) / fine_bins * (hi - lo)
+    return out
+
+
+def _checked_tokens(arrays, prefix: str, j: int) -> tuple[np.ndarray, np.ndarray]:
+    atoms = take_array(arrays, f"{prefix}atoms{j}", np.float64, ndim=1)
+    edges = take_array(arrays, f"{prefix}edges{j}", np.float64, ndim=1)
+    if (np.diff(atoms) <= 0).any() or (np.diff(edges) <= 0).any() or len(edges) == 1 \
+            or len(atoms) + len(edges) == 0 or len(atoms) + len(edges) > 200_000:
+        raise ModelFormatError(f"numeric column {j}: {prefix}atoms and bin edges must be increasing, with 0 or >= 2 "
+                               "edges")
+    return atoms, edges
+
+
+class SequenceARGenerator(SequenceGenerator):
+    """Learns p(step_t | steps_<t, context) with cross-entropy over per-step tokens.
+
+    A step's tokens: a stop token (1 ends the sequence, so lengths are learned), the time-step token (the step
+    pattern), then each value column: a numeric as two tokens, its quantile bin (frequent exact values and gaps
+    are tokens of their own) then where inside the bin it lies (`fine_bins` equal steps; a sampled value is drawn
+    uniformly inside that step), and a categorical as its code. A smooth numeric (step-to-step changes spread
+    less than `smooth_ratio` times its values around their sequence's mean) is drawn as changes from the
+    sequence's last value, its first value as a level, and the level it reached is fed back as an input token:
+    a smooth series stays smooth and does not drift. The context (drawn by the codec from its learned joint
+    distribution, or fixed by conditions) conditions every step. Training keeps the weights of the epoch with the
+    best loss on held-back sequences (`validation_fraction`) and stops after `patience` epochs without
+    improvement; it runs `epochs` epochs, or more when they make fewer than `min_updates` gradient steps (a few
+    long sequences).
+    """
+
+    name = "sequence_ar"
+
+    def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
+                 head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
+                 dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
+                 validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
+                 num_threads: int | None = 1, seed: int = 0):
+        self.epochs = epochs
+        self.min_updates = min_updates
+        self.batch_size = batch_size
+        self.hidden = hidden
+        self.head_hidden = head_hidden
+        self.embedding_dim = embedding_dim
+        self.max_bins = max_bins
+        self.fine_bins = fine_bins
+        self.smooth_ratio = smooth_ratio
+        self.learning_rate = learning_rate
+        self.dropout = dropout
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.window = window
+        self.num_threads = num_threads
+        self.seed = seed
+
+    # ------------------------------------------------------------ tokens
+    def _token_counts(self, j: int) -> tuple[int, int]:
+        """(level tokens, change tokens) of numeric column j; its gap token (if any) comes after both."""
+        nc = _n_tokens(self.catoms_[j], self.cedges_[j]) if j in self.catoms_ else 0
+        return _n_tokens(self.atoms_[j], self.edges_[j]), nc
+
+    def _layout(self) -> tuple[list[tuple[int, int, int | None]], int]:
+        """Per numeric column (bin token, in-bin token, level-input column or None), and the first categorical.
+
+        A change-coded column also carries the level bin of the value it reached: an input only (never predicted,
+        left out of the loss), so the network knows where the series is and does not drift away.
+        """
+        out, col = [], 2
+        for j in range(len(self._codec.numeric_columns)):
+            level = col + 2 if j in self.catoms_ else None
+            out.append((col, col + 1, level))
+            col += 3 if level is not None else 2
+        return out, col
+
+    def _input_only(self) -> list[int]:
+        return [level for _, _, level in self._layout()[0] if level is not None]
+
+    def _vocab_sizes(self) -> list[int]:
+        codec = self._codec
+        numeric = []
+        for j in range(len(codec.numeric_columns)):
+            nl, nc = self._token_counts(j)
+            numeric += [nl + nc + int(self._column(j)["has_null"]), self.fine_bins]
+            if nc:
+                numeric.append(nl + 1)
+        return [2, codec.n_delta_tokens, *numeric, *codec.categorical_sizes]
+
+    def _column(self, j: int) -> dict:
+        name = self._codec.numeric_columns[j]
+        return next(v for v in self._codec.values if v["name"] == name)
+
+    @staticmethod
+    def _previous_observed(x: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """Per step, the last observed (non-gap) value before it in its sequence (NaN when there is none)."""
+        filled = pd.Series(x).groupby(seq).ffill()
+        return filled.groupby(seq).shift(1).to_numpy(dtype=np.float64)
+
+    def _tokenize(self, enc: EncodedSequences) -> np.ndarray:
+        """(n, max_len + 1, m) token array: every step, then one stop step; padding is 0 (masked in the loss)."""
+        n, steps = len(enc.lengths), int(enc.lengths.sum())
+        seq = np.repeat(np.arange(n), enc.lengths)
+        cols = [np.full(steps, GO, np.int64), enc.deltas]
+        for j in range(enc.numeric.shape[1]):
+            x = enc.numeric[:, j]
+            gap = np.isnan(x)
+            nl, nc = self._token_counts(j)
+            coarse, fine = np.full(steps, nl + nc, np.int64), np.zeros(steps, np.int64)
+            level = ~gap
+            if nc:
+                prev = self._previous_observed(x, seq)
+                change = ~gap & ~np.isnan(prev)
+                c, f = _value_tokens(x[change] - prev[change], self.catoms_[j], self.cedges_[j], self.fine_bins)
+                coarse[change], fine[change] = nl + c, f
+                level = ~gap & ~change
+            c, f = _value_tokens(x[level], self.atoms_[j], self.edges_[j], self.fine_bins)
+            coarse[level], fine[level] = c, f
+            cols += [coarse, fine]
+            if nc:
+                reached = np.full(steps, nl, np.int64)
+                reached[~gap] = numeric_to_tokens(x[~gap], self.atoms_[j], self.edges_[j])
+                cols.append(reached)
+        cols.extend(enc.categorical[:, j] for j in range(enc.categorical.shape[1]))
+        flat = np.stack(cols, axis=1)
+        out = np.zeros((n, int(enc.lengths.max()) + 1, flat.shape[1]), np.int64)
+        pos = np.arange(steps) - np.repeat(enc.offsets[:-1], enc.lengths)
+        out[seq, pos] = flat
+        out[np.arange(n), enc.lengths, 0] = STOP
+        return out
+
+    def _level_values(self, coarse: np.ndarray, fine: np.ndarray, j: int, rng: np.random.Generator) -> np.ndarray:
+        """Values of a level-coded numeric column from its tokens; gaps as NaN."""
+        nl, _ = self._token_counts(j)
+        out = np.full(len(coarse), np.nan)
+        level = coarse < nl
+        out[level] = _token_values(coarse[level], fine[level], self.atoms_[j], self.edges_[j], self.fine_bins, rng)
+        return np.round(out) if self._column(j)["integral"] else out
+
+    def _step_values(self, coarse: np.ndarray, fine: np.ndarray, last: np.ndarray, j: int,
+                     rng: np.random.Generator) -> np.ndarray:
+        """One step of a change-coded column: a level as drawn, a change added to the last value (or to the middle
+        of the range when there is none yet), kept inside the training range; gaps as NaN."""
+        col = self._column(j)
+        nl, nc = self._token_counts(j)
+        out = self._level_values(coarse, fine, j, rng)
+        change = (coarse >= nl) & (coarse < nl + nc)
+        if change.any():
+            base = np.where(np.isnan(last[change]), 0.5 * (col["min"] + col["max"]), last[change])
+            v = base + _token_values(coarse[change] - nl, fine[change], self.catoms_[j], self.cedges_[j],
+                                     self.fine_bins, rng)
+            v = np.clip(v, col["min"], col["max"])
+            out[change] = np.round(v) if col["integral"] else v
+        return out
+
+    def _build(self):
+        from generators.timeseries.autoregressive.torch_model import StepwiseGRUNet
+
+        return StepwiseGRUNet(self._vocab_sizes(), self._codec.context_sizes, self.embedding_dim, self.hidden,
+                              self.head_hidden, self.dropout)
+
+    # --------------------------------------------------------------- fit
+    def _fit(self, enc: EncodedSequences) -> None:
+        import torch
+
+        self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
+        seq = np.repeat(np.arange(len(enc.lengths)), enc.lengths)
+        for j in range(enc.numeric.shape[1]):
+            x = enc.numeric[:, j]
+            atoms, edges = fit_numeric_tokens(x[~np.isnan(x)], self.max_bins)
+            self.atoms_[j] = np.ascontiguousarray(atoms, dtype=np.float64)
+            self.edges_[j] = np.ascontiguousarray(edges, dtype=np.float64)
+            prev = self._previous_observed(x, seq)
+            ok = ~np.isnan(x) & ~np.isnan(prev)
+            change = x[ok] - prev[ok]
+            # a smooth column (steps small next to its spread within a sequence) is drawn as changes: levels drawn
+            # anew at every step would jitter by a bin's width where the data moves by far less
+            within = x - pd.Series(x).groupby(seq).transform("mean").to_numpy()
+            if ok.sum() >= 20 and np.std(change) < self.smooth_ratio * np.nanstd(within):
+                catoms, cedges = fit_numeric_tokens(change, self.max_bins)
+                self.catoms_[j] = np.ascontiguousarray(catoms, dtype=np.float64)
+                self.cedges_[j] = np.ascontiguousarray(cedges, dtype=np.float64)
+        tokens = torch.from_numpy(self._tokenize(enc))
+        lengths = torch.from_numpy(enc.lengths)
+        context = torch.from_numpy(np.ascontiguousarray(enc.context))
+        rng = np.random.default_rng(self.seed)
+        n = len(tokens)
+        perm = rng.permutation(n)
+        n_val = int(n * self.validation_fraction) if n >= 20 else 0
+        val, train = perm[:n_val], perm[n_val:]
+        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+            torch.manual_seed(self.seed)
+            net = self._build()
+            with torch.no_grad():  # every head starts at its column's log marginal (see the tabular model)
+                mask = self._mask(tokens[train], lengths[train], self._input_only())
+                for j, v in enumerate(net.vocab_sizes):
+                    counts = torch.bincount(tokens[train][..., j][mask[..., j]], minlength=v).double()
+                    net.b2[j, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
+            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+            g = torch_generator(rng)
+            best, best_state, stale = math.inf, None, 0
+            self.history_ = []
+            start = time.perf_counter()
+            # a few long sequences make few batches: train for at least `min_updates` gradient steps
+            epochs = max(self.epochs, math.ceil(self.min_updates / math.ceil(len(train) / self.batch_size)))
+            for epoch in range(1, epochs + 1):
+                net.train()
+                order = torch.from_numpy(train)[torch.randperm(len(train), generator=g)]
+                total = 0.0
+                for i in range(0, len(order), self.batch_size):
+                    idx = order[i:i + self.batch_size]
+                    loss = self._loss(net, tokens[idx], lengths[idx], context[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                    opt.step()
+                    total += loss.item() * len(idx)
+                train_loss = total / len(train)
+                net.eval()
+                if n_val:
+                    with torch.no_grad():
+                        vi = torch.from_numpy(val)
+                        val_loss = self._loss(net, tokens[vi], lengths[vi], context[vi]).item()
+                else:
+                    val_loss = train_loss
+                self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+                log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, epochs, train_loss,
+                         val_loss, time.perf_counter() - start)
+                if val_loss < best - 1e-4:
+                    best, stale = val_loss, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+            net.load_state_dict(best_state)
+            net.eval()
+        self.net_ = net
+
+    @staticmethod
+    def _mask(tokens, lengths, input_only=()):
+        """(B, T, m) true where a token is real: the stop column up to and including the stop step, the other
+        columns on the sequence's own steps."""
+        import torch
+
+        t = torch.arange(tokens.shape[1])[None, :]
+        steps = t < lengths[:, None]
+        mask = steps[..., None].expand(-1, -1, tokens.shape[2]).clone()
+        mask[..., 0] = t <= lengths[:, None]
+        for j in input_only:
+            mask[..., j] = False
+        return mask
+
+    def _loss(self, net, tokens, lengths, context):
+        import torch.nn.functional as F
+
+        logits = net(tokens, context)  # (B, T, m, vmax)
+        mask = self._mask(tokens, lengths, self._input_only())
+        per = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
+        return per / len(tokens)
+
+    # ------------------------------------------------------------ sample
+    def _sample(self, n: int, rng: np.random.Generator, context: np.ndarray, length: int | None
+                ) -> EncodedSequences:
+        import torch
+
+        g = torch_generator(rng)
+        net, codec = self.net_, self._codec
+        m = len(net.vocab_sizes)
+        horizon = length if length is not None else codec.max_length
+        shortest = int(codec.lengths.min())  # no sequence stops before the shortest training one
+        layout, cat_start = self._layout()
+        reached_of = {level: k for k, (_, _, level) in enumerate(layout) if level is not None}
+        chunks = []
+        with torch.no_grad(), _threads(self.num_threads):
+            for begin in range(0, n, 4096):
+                ctx_codes = torch.from_numpy(np.ascontiguousarray(context[begin:begin + 4096]))
+                b = len(ctx_codes)
+                ctx = net.context_vector(ctx_codes)
+                state = net.initial_state(ctx)
+                prev = net.bos.expand(b, -1)
+                steps = torch.zeros((b, horizon, m), dtype=torch.long)
+                values = np.full((b, horizon, len(layout)), np.nan)
+                last = np.full((b, len(layout)), np.nan)
+                lengths = torch.full((b,), horizon, dtype=torch.long)
+                alive = torch.ones(b, dtype=torch.bool)
+                for t in range(horizon + 1):
+                    out, state = net.step(prev, ctx, state)
+                    row = torch.zeros((b, m), dtype=torch.long)
+                    for j in range(m):
+                        if j in reached_of:  # the level a change-coded column reached: computed, not drawn
+                            k = reached_of[j]
+                            coarse_j, fine_j, _ = layout[k]
+                            v = self._step_values(row[:, coarse_j].numpy(), row[:, fine_j].numpy(), last[:, k], k,
+                                                  rng)
+                            values[:, min(t, horizon - 1), k] = v
+                            seen = ~np.isnan(v)
+                            last[seen, k] = v[seen]
+                            reached = np.full(b, self._token_counts(k)[0], np.int64)
+                            reached[seen] = numeric_to_tokens(v[seen], self.atoms_[k], self.edges_[k])
+                            row[:, j] = torch.from_numpy(reached)
+                            continue
+                        logits = net.column_logits(out, row, j)
+                        if j == 0:
+                            forced = length is not None or t < shortest or t == horizon
+                            if forced:
+                                row[:, 0] = STOP if t == horizon else GO
+                                continue
+                        row[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g)[:, 0]
+                    ended = alive & (row[:, 0] == STOP)
+                    lengths[ended] = t
+                    alive &= ~ended
+                    if t == horizon or not alive.any():
+                        break
+                    steps[:, t] = row
+                    prev = net.step_embedding(row)
+                chunks.append((steps.numpy(), lengths.numpy(), values))
+        keep = [(np.arange(s.shape[1])[None, :] < ln[:, None]).ravel() for s, ln, _ in chunks]
+        tok = np.concatenate([s.reshape(-1, m)[k] for (s, _, _), k in zip(chunks, keep)])
+        reached_values = np.concatenate([v.reshape(-1, len(layout))[k] for (_, _, v), k in zip(chunks, keep)])
+        lengths = np.concatenate([ln for _, ln, _ in chunks]).astype(np.int64)
+        numeric = np.empty((len(tok), len(layout)))
+        for j, (coarse_j, fine_j, level_j) in enumerate(layout):
+            numeric[:, j] = (reached_values[:, j] if level_j is not None
+                             else self._level_values(tok[:, coarse_j], tok[:, fine_j], j, rng))
+        categorical = tok[:, cat_start:].astype(np.int64)
+        return EncodedSequences(lengths=lengths, numeric=numeric, categorical=np.ascontiguousarray(categorical),
+                                deltas=tok[:, 1].astype(np.int64), context=np.ascontiguousarray(context))
+
+    # ------------------------------------------------------- persistence
+    def _get_state(self):
+        arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
+        for j in self.atoms_:
+            arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
+        for j in self.catoms_:
+            arrays[f"change_atoms{j}"], arrays[f"change_edges{j}"] = self.catoms_[j], self.cedges_[j]
+        return {"history": self.history_, "changes": sorted(self.catoms_)}, arrays
+
+    def _set_state(self, state, arrays):
+        import torch
+
+        codec = self._codec
+        history = state.get("history")
+        if set(state) != {"history", "changes"} or not (isinstance(history, list)
+                                                         and all(isinstance(h, dict) for h in history)):
+            raise ModelFormatError("state must hold 'history', a list of epoch records, and 'changes'")
+        changes = state["changes"]
+        if not (isinstance(changes, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in changes)
+                and changes == sorted(set(changes)) and set(changes) <= set(range(len(codec.numeric_columns)))):
+            raise ModelFormatError("state 'changes' must list numeric column numbers, increasing")
+        for name, lo, hi in (("num_threads", 1, 256), ("hidden", 1, 4096), ("head_hidden", 1, 4096),
+                             ("embedding_dim", 1, 1024), ("max_bins", 2, 100_000), ("fine_bins", 1, 10_000)):
+            v = getattr(self, name)
+            if v is not None and not lo <= v <= hi:
+                raise ModelFormatError(f"param {name}={v} is outside {lo}..{hi}")
+        numeric = range(len(codec.numeric_columns))
+        self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
+        for j in numeric:
+            self.atoms_[j], self.edges_[j] = _checked_tokens(arrays, "", j)
+        for j in changes:
+            self.catoms_[j], self.cedges_[j] = _checked_tokens(arrays, "change_", j)
+        self.history_ = history
+        vocab, e, h, hh = self._vocab_sizes(), self.embedding_dim, self.hidden, self.head_hidden
+        m = len(vocab)
+        # shapes first: the parameters must not make us build a network larger than the saved one
+        for key, shape in (("net.embed.weight", (sum(vocab), e)), ("net.w_state", (m, h, hh)),
+                           ("net.w_prefix", (m, m * e, hh)), ("net.w2", (m, hh, max(vocab)))):
+            if key not in arrays or arrays[key].shape != shape:
+                raise ModelFormatError(f"array {key!r} is missing or not of shape {shape} (from the params and "
+                                       "vocabularies)")
+        net = self._build()
+        fresh = net.state_dict()
+        check_array_keys(arrays, [*(f"{p}{j}" for j in numeric for p in ("atoms", "edges")),
+                                  *(f"{p}{j}" for j in changes for p in ("change_atoms", "change_edges")),
+                                  *(f"net.{k}" for k in fresh)])
+        buffers = dict(net.named_buffers())
+        loaded = {}
+        for k, t in fresh.items():
+            dtype = t.numpy().dtype
+            if k in buffers:  # derived from the vocabularies: must be exactly what this model builds
+                a = take_array(arrays, f"net.{k}", dtype, tuple(t.shape), finite=False)
+                if not np.array_equal(a, t.numpy()):
+                    raise ModelFormatError(f"array 'net.{k}' does not match the model's vocabularies")
+            else:
+                a = take_array(arrays, f"net.{k}", dtype, tuple(t.shape))
+            loaded[k] = torch.from_numpy(a.copy())
+        net.load_state_dict(loaded)
+        net.eval()
+        self.net_ = net

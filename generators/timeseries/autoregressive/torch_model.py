@@ -1,0 +1,81 @@
+"""The network: a GRU over steps, and per step one masked MLP head per token column (columns drawn in turn)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StepwiseGRUNet(nn.Module):
+    """p(step_t | steps_<t, context): a GRU carries the history; within a step, column j sees columns < j.
+
+    A step is a row of tokens, one per column (the stop token first, then the time step, then the values);
+    vocabularies of different sizes are padded to the largest and the padding masked to -inf. The context
+    (one code per context column) sets the GRU's initial state and joins every step's input.
+    """
+
+    def __init__(self, vocab_sizes: list[int], context_sizes: list[int], embedding_dim: int, hidden: int,
+                 head_hidden: int, dropout: float = 0.0):
+        super().__init__()
+        m, e, h, k = len(vocab_sizes), embedding_dim, hidden, len(context_sizes)
+        self.vocab_sizes = list(vocab_sizes)
+        self.context_sizes = list(context_sizes)
+        vmax = max(vocab_sizes)
+        self.register_buffer("offsets", torch.tensor([0, *torch.tensor(vocab_sizes).cumsum(0)[:-1].tolist()]))
+        ctx = [0, *torch.tensor(context_sizes or [1]).cumsum(0)[:-1].tolist()]
+        self.register_buffer("context_offsets", torch.tensor(ctx[:k] if k else [0]))
+        self.embed = nn.Embedding(sum(vocab_sizes), e)
+        self.context_embed = nn.Embedding(max(sum(context_sizes), 1), e)
+        self.context_dim = max(k, 1) * e
+        self.initial = nn.Linear(self.context_dim, h)
+        self.bos = nn.Parameter(torch.zeros(m * e))
+        self.gru = nn.GRU(m * e + self.context_dim, h, batch_first=True)
+        # head j sees the GRU state and the embeddings of this step's columns < j
+        self.register_buffer("prefix_mask", torch.tril(torch.ones(m, m), diagonal=-1).repeat_interleave(e, dim=1))
+        self.w_state = nn.Parameter(torch.randn(m, h, head_hidden) / h ** 0.5)
+        self.w_prefix = nn.Parameter(torch.randn(m, m * e, head_hidden) / (m * e) ** 0.5)
+        self.b1 = nn.Parameter(torch.zeros(m, head_hidden))
+        self.w2 = nn.Parameter(torch.randn(m, head_hidden, vmax) / head_hidden ** 0.5 * 0.1)
+        self.b2 = nn.Parameter(torch.zeros(m, vmax))
+        pad = torch.zeros(m, vmax)
+        for j, v in enumerate(vocab_sizes):
+            pad[j, v:] = float("-inf")
+        self.register_buffer("logit_pad", pad)
+        self.dropout = nn.Dropout(dropout)
+
+    def context_vector(self, context: torch.Tensor) -> torch.Tensor:
+        """(B, context_dim) from context codes (B, k); zeros when there is no context."""
+        if not self.context_sizes:
+            return torch.zeros((context.shape[0], self.context_dim))
+        return self.context_embed(context + self.context_offsets).flatten(1)
+
+    def step_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., m*e) embeddings of token rows (..., m)."""
+        return self.embed(tokens + self.offsets).flatten(-2)
+
+    def initial_state(self, ctx: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.initial(ctx)).unsqueeze(0)
+
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing)."""
+        b, t, _ = tokens.shape
+        ctx = self.context_vector(context)
+        emb = self.step_embedding(tokens)                                   # (B, T, m*e)
+        prev = torch.cat([self.bos.expand(b, 1, -1), emb[:, :-1]], dim=1)
+        states, _ = self.gru(torch.cat([prev, ctx.unsqueeze(1).expand(b, t, -1)], dim=2), self.initial_state(ctx))
+        states = self.dropout(states)
+        hidden = torch.einsum("bth,jhk->btjk", states, self.w_state)
+        hidden = hidden + torch.einsum("btd,jdk->btjk", emb, self.w_prefix * self.prefix_mask[:, :, None])
+        hidden = self.dropout(torch.relu(hidden + self.b1))
+        return torch.einsum("btjk,jkv->btjv", hidden, self.w2) + self.b2 + self.logit_pad
+
+    def step(self, prev_emb: torch.Tensor, ctx: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One GRU step: (output (B, h), new state) from the previous step's embedding (B, m*e)."""
+        out, state = self.gru(torch.cat([prev_emb, ctx], dim=1).unsqueeze(1), state)
+        return out[:, 0], state
+
+    def column_logits(self, out: torch.Tensor, tokens: torch.Tensor, j: int) -> torch.Tensor:
+        """Logits (B, vocab_j) of column j given the GRU output and a token row whose columns < j are filled."""
+        prefix = self.step_embedding(tokens) * self.prefix_mask[j]
+        hidden = torch.relu(out @ self.w_state[j] + prefix @ self.w_prefix[j] + self.b1[j])
+        return (hidden @ self.w2[j] + self.b2[j])[:, : self.vocab_sizes[j]]

@@ -1,0 +1,195 @@
+"""The timeseries kind's own promises (the shared ones are in test_kind_contract.py), on every sequence model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from generators.base import MODEL_FILE, WEIGHTS_FILE, Generator
+from generators.data import SequenceData
+from generators.errors import ConditionError, InvalidDataError, ModelFormatError
+from generators.registry import REGISTRY, list_generators, make_generator
+from tests.generators.conftest import make_panel
+
+SEQUENCE_MODELS = list_generators("timeseries")
+# the learned-distribution promises (lengths, gaps, conditions moving the lengths) are our models' quality floor;
+# SDV's PAR is the anchor they are benchmarked against, held to the structural promises only
+OWN_MODELS = [name for name in SEQUENCE_MODELS if name != "par"]
+# enough training for the learned-distribution tests, still a few seconds per model
+TRAINED = {"sequence_ar": {"epochs": 25, "min_updates": 250}, "sequence_vae": {"epochs": 25, "min_updates": 100}}
+
+
+def _model(name: str, **extra):
+    return make_generator(name, **{**REGISTRY[name].test_params, **TRAINED.get(name, {"epochs": 25}), **extra})
+
+
+def two_regime_panel(n: int = 40, seed: int = 0, gap_rate: float = 0.2) -> SequenceData:
+    """Integer ids and steps; `kind` short sequences (4-5 steps) and long ones (16-18), gaps in `level`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n):
+        short = e % 2 == 0
+        length = int(rng.integers(4, 6) if short else rng.integers(16, 19))
+        for t in range(length):
+            rows.append({"id": 100 + e, "step": 10 + 2 * t, "kind": "short" if short else "long",
+                         "level": np.nan if rng.random() < gap_rate else float(rng.normal(5 if short else 50, 1))})
+    return SequenceData(pd.DataFrame(rows), time="step", entity="id")
+
+
+@pytest.fixture(scope="module", params=OWN_MODELS)
+def regimes(request):
+    data = two_regime_panel()
+    return _model(request.param).fit(data), data
+
+
+def test_entity_ids_are_fresh_and_types_kept(regimes):
+    gen, data = regimes
+    s = gen.sample(30, seed=0)
+    assert s.entity == "id" and s.time == "step"
+    assert not set(s.frame["id"]) & set(data.frame["id"])
+    assert s.frame["id"].nunique() == 30
+    assert list(s.frame.columns) == list(data.frame.columns)
+    assert (s.frame.dtypes == data.frame.dtypes).all()
+    # integer steps on the learned grid: even numbers, 2 apart within a sequence
+    assert (s.frame["step"] % 2 == 0).all()
+    assert (s.frame.groupby("id")["step"].diff().dropna() == 2).all()
+
+
+def test_lengths_are_learned(regimes):
+    gen, data = regimes
+    s = gen.sample(200, seed=1)
+    lengths = s.frame.groupby("id").size()
+    short = (lengths <= 8).mean()
+    assert 0.3 <= short <= 0.7
+    assert lengths.max() <= data.frame.groupby("id").size().max()
+    # the context says which regime: conditioning on it moves the lengths
+    long_only = gen.sample(60, seed=2, conditions={"kind": "long"}).frame
+    assert (long_only["kind"] == "long").all()
+    assert long_only.groupby("id").size().median() >= 12
+
+
+def test_gaps_are_reproduced_at_about_the_real_rate(regimes):
+    gen, data = regimes
+    real = data.frame["level"].isna().mean()
+    synth = gen.sample(200, seed=3).frame["level"].isna().mean()
+    assert abs(synth - real) < 0.08, (real, synth)
+
+
+def test_fixed_length_and_context_constant_within_entity(regimes):
+    gen, _ = regimes
+    s = gen.sample(10, seed=4, length=7).frame
+    assert (s.groupby("id").size() == 7).all()
+    assert (s.groupby("id")["kind"].nunique() == 1).all()
+
+
+def test_conditions_on_unseen_values_or_non_context_columns_are_refused(regimes):
+    gen, _ = regimes
+    with pytest.raises(ConditionError, match="never held"):
+        gen.sample(3, conditions={"kind": "medium"})
+    with pytest.raises(ConditionError, match="context"):
+        gen.sample(3, conditions={"level": 5.0})
+
+
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+def test_dates_stay_dates_and_datetimes_stay_on_the_day_grid(name):
+    base = make_panel(16, seed=1)
+    frame = base.frame.copy()
+    frame["day"] = frame["day"].dt.date
+    gen = _model(name, epochs=2).fit(SequenceData(frame, time="day", entity="store"))
+    s = gen.sample(5, seed=0).frame
+    assert all(type(v) is dt.date for v in s["day"])
+    gen = _model(name, epochs=2).fit(base)
+    s = gen.sample(5, seed=0).frame
+    assert not set(s["store"]) & set(base.frame["store"])  # fresh text ids
+    assert (s.groupby("store")["region"].nunique() == 1).all()
+    assert s["day"].dtype == base.frame["day"].dtype
+    assert (s["day"] == s["day"].dt.normalize()).all()
+
+
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+def test_a_single_long_series_is_sampled_as_new_segments(name, tmp_path):
+    t = np.arange(400)
+    frame = pd.DataFrame({"t": t, "signal": np.sin(t / 5.0) + 0.05 * np.random.default_rng(0).normal(size=400),
+                          "beat": np.where(t % 40 < 3, "peak", "flat")})
+    gen = _model(name, window=40).fit(SequenceData(frame, time="t"))
+    s = gen.sample(4, seed=0)
+    assert isinstance(s, SequenceData) and s.entity == "segment"
+    assert list(s.frame.columns) == ["segment", "t", "signal", "beat"]
+    assert (s.frame.groupby("segment").size() == 40).all() and s.frame["segment"].nunique() == 4
+    assert (s.frame.groupby("segment")["t"].diff().dropna() == 1).all()
+    longer = gen.sample(2, seed=0, length=90).frame
+    assert (longer.groupby("segment").size() == 90).all()
+    gen.save(tmp_path / "m")
+    again = Generator.load(tmp_path / "m").sample(4, seed=0)
+    assert again.frame.equals(s.frame)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+def test_tampered_model_files_are_refused(name, tmp_path):
+    gen = _model(name, epochs=1).fit(make_panel(12))
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for path, value in ((("codec", "context_table", "codes"), [99] * len(doc["codec"]["context_table"]["codes"])),
+                        (("codec", "time", "dtype"), "object"),
+                        (("codec", "values", 0, "kind"), "image"),
+                        (("codec", "starts", "probs"), [1.5] * len(doc["codec"]["starts"]["probs"])),
+                        (("codec", "entity", "prefix"), 7)):
+        bad = json.loads(json.dumps(doc))
+        target = bad
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(bad))
+        with pytest.raises(ModelFormatError):
+            Generator.load(tmp_path / "m")
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    floats = sorted(k for k, v in arrays.items() if v.dtype.kind == "f" and v.size > 1)
+    for change in (lambda a: np.full_like(a, np.nan), lambda a: a[:-1], lambda a: a.astype(np.float16)):
+        bad = dict(arrays)
+        bad[floats[-1]] = np.ascontiguousarray(change(arrays[floats[-1]]))
+        save_file(bad, str(tmp_path / "m" / WEIGHTS_FILE))
+        with pytest.raises(ModelFormatError):
+            Generator.load(tmp_path / "m")
+    save_file({**arrays, "extra": np.zeros(2)}, str(tmp_path / "m" / WEIGHTS_FILE))
+    with pytest.raises(ModelFormatError):
+        Generator.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+def test_bad_sequences_are_refused_in_one_line(name):
+    frame = make_panel(8).frame
+    cases = {
+        "repeat": pd.concat([frame, frame.iloc[:1]], ignore_index=True),
+        "single step": frame.groupby("store").head(1),
+        "no values at all": frame.assign(sales=np.nan),
+    }
+    for what, bad in cases.items():
+        with pytest.raises(InvalidDataError, match=what) as info:
+            make_generator(name, **REGISTRY[name].test_params).fit(SequenceData(bad, time="day", entity="store"))
+        assert "\n" not in str(info.value)
+    with pytest.raises(InvalidDataError, match="not in the frame"):
+        make_generator(name).fit(SequenceData(frame, time="when", entity="store"))
+    with pytest.raises(InvalidDataError, match="changes within an entity"):
+        make_generator(name).fit(SequenceData(frame, time="day", entity="store", context=["promo"]))
+    assert frame.equals(make_panel(8).frame)
+
+
+def test_a_numeric_context_with_many_values_is_binned_and_conditions_on_a_number():
+    rng = np.random.default_rng(1)
+    rows = [{"id": e, "t": t, "income": 1000.0 + 10 * e, "x": float(rng.normal())}
+            for e in range(40) for t in range(int(rng.integers(3, 6)))]
+    gen = _model("sequence_ar", epochs=1).fit(SequenceData(pd.DataFrame(rows), time="t", entity="id"))
+    assert gen.codec_.context[0]["kind"] == "binned"
+    s = gen.sample(5, seed=0, conditions={"income": "1234.5"}).frame  # a number typed on a command line
+    assert (s["income"] == 1234.5).all()
+    free = gen.sample(50, seed=0).frame.groupby("id")["income"].first()
+    assert free.between(1000, 1390).all() and free.nunique() > 10  # drawn within bins, not copied
+    with pytest.raises(ConditionError, match="between"):
+        gen.sample(2, conditions={"income": 5.0})
