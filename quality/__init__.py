@@ -1,9 +1,10 @@
-"""Quality gates for synthetic tables: fidelity, privacy and expectation checks, and an HTML report (pure)."""
+"""Quality gates for synthetic tables and images: fidelity, privacy and expectation checks, and HTML reports (pure)."""
 
 from quality.checks import CheckResult, QualityReport
 from quality.errors import QualityError
 
-__all__ = ["CheckResult", "QualityReport", "QualityError", "DEFAULT_THRESHOLDS", "evaluate", "render_report"]
+__all__ = ["CheckResult", "QualityReport", "QualityError", "DEFAULT_THRESHOLDS", "evaluate", "render_report",
+           "DEFAULT_IMAGE_THRESHOLDS", "evaluate_images", "render_image_report"]
 
 
 def __getattr__(name: str):
@@ -11,6 +12,12 @@ def __getattr__(name: str):
     if name in ("evaluate", "DEFAULT_THRESHOLDS"):
         from quality import gate
         return getattr(gate, name)
+    if name in ("evaluate_images", "DEFAULT_IMAGE_THRESHOLDS"):
+        from quality import image
+        return getattr(image, name)
+    if name == "render_image_report":
+        from quality.image_report import render_image_report
+        return render_image_report
     if name == "render_report":
         from quality.report import render_report
         return render_report
