@@ -49,6 +49,9 @@ _IMAGE = [
     GeneratorEntry("image_gmm", "generators.image.image_gmm:ImageGMMGenerator", "image",
                    {"n_basis": 8, "max_components": 2, "images_per_component": 10},
                    "own Gaussian mixture per class on a PCA basis: the fast baseline"),
+    GeneratorEntry("conv_vae", "generators.image.conv_vae:ConvVAEGenerator", "image",
+                   {"epochs": 30, "latent_dim": 4, "base": 8, "batch_size": 32, "learning_rate": 3e-3},
+                   "own class-conditional convolutional VAE"),
 ]
 
 REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERIES, *_IMAGE]}
