@@ -52,6 +52,10 @@ _IMAGE = [
     GeneratorEntry("conv_vae", "generators.image.conv_vae:ConvVAEGenerator", "image",
                    {"epochs": 30, "latent_dim": 4, "base": 8, "batch_size": 32, "learning_rate": 3e-3},
                    "own class-conditional convolutional VAE"),
+    GeneratorEntry("pixel_ar", "generators.image.pixel_ar:PixelARGenerator", "image",
+                   {"levels": 8, "width": 16, "n_layers": 3, "hidden": 16, "epochs": 25, "batch_size": 16,
+                    "learning_rate": 3e-3},
+                   "own class-conditional gated PixelCNN (slow, batched sampling)"),
 ]
 
 REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERIES, *_IMAGE]}

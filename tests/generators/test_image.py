@@ -158,3 +158,29 @@ def test_codec_round_trip_and_hostile_input():
                 {**codec.to_dict(), "labels": ["z", "a", "b"]}, {**codec.to_dict(), "counts": [0, 1, 2]}):
         with pytest.raises(ModelFormatError):
             ImageCodec.from_dict(bad)
+
+
+def test_pixel_ar_sampler_crops_match_the_full_forward_and_are_causal():
+    import torch
+
+    from generators.image.pixel_ar.torch_model import GatedPixelCNN
+
+    torch.manual_seed(0)
+    net = GatedPixelCNN(2, 3, 8, 16, 3, 16).eval()
+    x, y = torch.rand(3, 2, 9, 7), torch.tensor([0, 1, 2])
+    xc = GatedPixelCNN.with_coordinates(x)
+    with torch.no_grad():
+        full = net(x, y)
+        for r in range(9):
+            above = None if r == 0 else xc[:, :, max(0, r - 4):r]  # n_layers + 1 rows, as the sampler takes
+            contributions = net.vertical_contributions(above, y, 7)
+            for c in range(7):
+                crop = net.horizontal_logits(xc[:, :, r:r + 1, :c + 1], contributions, y)[:, :, :, 0, c]
+                assert torch.allclose(crop, full[:, :, :, r, c], atol=1e-5), (r, c)
+        changed = x.clone()
+        changed[:, :, 4, 3] = 0.5
+        moved = (net(changed, y) - full).abs().amax(dim=(0, 1, 2)) > 1e-6
+    before = torch.zeros(9, 7, dtype=torch.bool)
+    before[:4] = True
+    before[4, :4] = True  # every pixel up to and including (4, 3) must not see it
+    assert not moved[before].any() and moved[5:].all()
