@@ -206,15 +206,17 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = NEIGHBOURS) -> dict[str, float]:
     """Precision, recall, density and coverage (Naeem et al., 2020) of `fake` against `real` feature rows."""
-    k = int(max(1, min(k, len(real) - 1, len(fake) - 1)))
+    k = int(max(1, min(k, len(real) - 1)))
     rr = _pairwise(real, real)
     real_radius = np.sort(rr, axis=1)[:, k]  # column 0 is the point itself
-    ff = _pairwise(fake, fake)
-    fake_radius = np.sort(ff, axis=1)[:, k]
     rf = _pairwise(real, fake)  # (n_real, n_fake)
     inside = rf <= real_radius[:, None]
-    return {"precision": float(inside.any(axis=0).mean()),
-            "recall": float((rf <= fake_radius[None, :]).any(axis=1).mean()),
+    if len(fake) > 1:
+        fake_radius = np.sort(_pairwise(fake, fake), axis=1)[:, min(k, len(fake) - 1)]
+        recall = float((rf <= fake_radius[None, :]).any(axis=1).mean())
+    else:
+        recall = float("nan")  # one synthetic image has no neighbourhood
+    return {"precision": float(inside.any(axis=0).mean()), "recall": recall,
             "density": float(inside.sum() / (k * fake.shape[0])),
             "coverage": float((rf.min(axis=1) <= real_radius).mean()), "k": k}
 
@@ -284,6 +286,8 @@ def evaluate_images(real: np.ndarray, real_labels: np.ndarray | None, synthetic:
     not available: memorisation then compares with the training images' leave-one-out distances.
     """
     real, real_labels = _check_images(real, real_labels, "real")
+    if len(real) < 2:
+        raise InvalidInputError("the gate needs at least 2 real training images to compare with")
     synthetic, synthetic_labels = _check_images(synthetic, synthetic_labels, "synthetic")
     if holdout is not None:
         holdout, holdout_labels = _check_images(holdout, holdout_labels, "holdout")
