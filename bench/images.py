@@ -34,10 +34,10 @@ from quality.image_report import render_image_report  # noqa: E402
 
 # per data set: (train, holdout = samples) sizes and each model's params (epochs sized to the time budget)
 PLAN = {
-    "fashion-mnist": {"sizes": (4000, 1000), "models": {
+    "fashion-mnist": {"sizes": (3000, 750), "models": {
         "image_gmm": {},
-        "conv_vae": {"epochs": 15},
-        "pixel_ar": {"epochs": 3, "sample_batch": 250},
+        "conv_vae": {"epochs": 12},
+        "pixel_ar": {"epochs": 3, "sample_batch": 375},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
