@@ -16,6 +16,7 @@ from generators.errors import ConditionError, InvalidDataError, ModelFormatError
 
 MAX_SIDE = 4096          # largest height or width a saved codec may claim
 MAX_CLASSES = 10_000     # largest label vocabulary a saved codec may claim
+MAX_INTENSITIES = 64     # images using at most this many distinct intensities keep them: samples are snapped
 CONDITION_KEYS = ("label",)
 
 
@@ -29,7 +30,9 @@ class ImageCodec:
 
     `labels` is the vocabulary in class order (texts, plus None when some images have no label: None is then a
     class of its own); `labelled` is False when the training data had no labels at all (one class, None, and
-    samples carry no labels either). `counts` is the number of training images per class.
+    samples carry no labels either). `counts` is the number of training images per class. `intensities` lists
+    the distinct pixel values of training images that use at most MAX_INTENSITIES of them (binary masks, the 17
+    grey levels of scikit-learn's digits), else None; samples are snapped to the nearest of them.
     """
 
     height: int
@@ -38,6 +41,7 @@ class ImageCodec:
     labels: tuple[str | None, ...]
     counts: tuple[int, ...]
     labelled: bool
+    intensities: tuple[int, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -61,15 +65,29 @@ class ImageCodec:
     def fit(cls, data: ImageData) -> tuple["ImageCodec", np.ndarray]:
         """The codec of checked image data and each image's class index (int64)."""
         n, h, w, c = data.pixels.shape
+        seen = np.flatnonzero(np.bincount(data.pixels.ravel(), minlength=256))
+        intensities = tuple(int(v) for v in seen) if len(seen) <= MAX_INTENSITIES else None
         if data.labels is None:
-            return cls(h, w, c, (None,), (n,), False), np.zeros(n, dtype=np.int64)
+            return cls(h, w, c, (None,), (n,), False, intensities), np.zeros(n, dtype=np.int64)
         labels = np.asarray(data.labels, dtype=object)
         texts = sorted({v for v in labels if v is not None})
         vocab: list[str | None] = [*texts, *([None] if any(v is None for v in labels) else [])]
         index = {v: i for i, v in enumerate(vocab)}
         classes = np.fromiter((index[v] for v in labels), dtype=np.int64, count=n)
         counts = np.bincount(classes, minlength=len(vocab))
-        return cls(h, w, c, tuple(vocab), tuple(int(k) for k in counts), True), classes
+        return cls(h, w, c, tuple(vocab), tuple(int(k) for k in counts), True, intensities), classes
+
+    def snap(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels moved to the nearest training intensity (unchanged when the training images use many)."""
+        if self.intensities is None:
+            return pixels
+        levels = np.asarray(self.intensities, dtype=np.int64)
+        upper = np.clip(np.searchsorted(levels, np.arange(256)), 0, len(levels) - 1)
+        lower = np.clip(upper - 1, 0, len(levels) - 1)
+        values = np.arange(256)
+        table = np.where(np.abs(levels[lower] - values) <= np.abs(levels[upper] - values), levels[lower],
+                         levels[upper]).astype(np.uint8)
+        return table[pixels]
 
     # ------------------------------------------------------------ sampling
     def check_conditions(self, conditions: Mapping[str, Any] | None) -> int | None:
@@ -110,12 +128,13 @@ class ImageCodec:
     # --------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
         return {"height": self.height, "width": self.width, "channels": self.channels, "labels": list(self.labels),
-                "counts": list(self.counts), "labelled": self.labelled}
+                "counts": list(self.counts), "labelled": self.labelled,
+                "intensities": None if self.intensities is None else list(self.intensities)}
 
     @classmethod
     def from_dict(cls, doc: Any) -> "ImageCodec":
         """Rebuild a saved codec; hostile input: ModelFormatError naming what is wrong."""
-        keys = {"height", "width", "channels", "labels", "counts", "labelled"}
+        keys = {"height", "width", "channels", "labels", "counts", "labelled", "intensities"}
         if not isinstance(doc, dict) or set(doc) != keys:
             raise ModelFormatError(f"'codec' must be an object with exactly the keys {sorted(keys)}")
         for key in ("height", "width"):
@@ -139,7 +158,15 @@ class ImageCodec:
             raise ModelFormatError("an unlabelled codec has exactly one class, null")
         if not (isinstance(counts, list) and len(counts) == len(labels) and all(_is_count(k, 1) for k in counts)):
             raise ModelFormatError("codec counts must hold one positive integer per label")
-        return cls(doc["height"], doc["width"], doc["channels"], tuple(labels), tuple(counts), labelled)
+        intensities = doc["intensities"]
+        if intensities is not None and not (
+                isinstance(intensities, list) and 1 <= len(intensities) <= MAX_INTENSITIES
+                and all(_is_count(v) and v <= 255 for v in intensities)
+                and all(a < b for a, b in zip(intensities, intensities[1:]))):
+            raise ModelFormatError(f"codec intensities must be null or 1..{MAX_INTENSITIES} increasing integers in "
+                                   "0..255")
+        return cls(doc["height"], doc["width"], doc["channels"], tuple(labels), tuple(counts), labelled,
+                   None if intensities is None else tuple(intensities))
 
 
 @contextlib.contextmanager
@@ -214,7 +241,7 @@ class ImageGenerator(Generator):
         if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.shape == (n, *self.shape_)):
             raise AssertionError(f"{type(self).__name__}._sample returned {getattr(pixels, 'dtype', None)} "
                                  f"{getattr(pixels, 'shape', None)}, not uint8 {(n, *self.shape_)}")
-        return ImageData(np.ascontiguousarray(pixels), self.codec_.label_array(classes),
+        return ImageData(np.ascontiguousarray(self.codec_.snap(pixels)), self.codec_.label_array(classes),
                          {"generator": self.name})
 
     def _sample(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -155,6 +155,7 @@ def test_codec_round_trip_and_hostile_input():
     assert ImageCodec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
     assert classes.dtype == np.int64 and set(classes) == {0, 1, 2}
     for bad in (None, [], {**codec.to_dict(), "extra": 1}, {**codec.to_dict(), "labelled": "yes"},
+                {**codec.to_dict(), "intensities": [3, 2]}, {**codec.to_dict(), "intensities": [256]},
                 {**codec.to_dict(), "labels": ["z", "a", "b"]}, {**codec.to_dict(), "counts": [0, 1, 2]}):
         with pytest.raises(ModelFormatError):
             ImageCodec.from_dict(bad)
@@ -184,3 +185,15 @@ def test_pixel_ar_sampler_crops_match_the_full_forward_and_are_causal():
     before[:4] = True
     before[4, :4] = True  # every pixel up to and including (4, 3) must not see it
     assert not moved[before].any() and moved[5:].all()
+
+
+def test_images_with_few_intensities_are_sampled_with_those_only():
+    data = make_images(60, seed=6)
+    binary = ImageData(np.where(data.pixels > 120, 255, 0).astype(np.uint8), data.labels)
+    gen = _fit("image_gmm", binary)
+    assert gen.codec_.intensities == (0, 255)
+    assert set(np.unique(gen.sample(20, seed=0).pixels)) <= {0, 255}
+    codec, _ = ImageCodec.fit(ImageData(np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1), None))
+    assert codec.intensities is None  # 256 distinct values: nothing to snap to
+    few, _ = ImageCodec.fit(ImageData(np.array([0, 10, 200], dtype=np.uint8).reshape(1, 1, 3, 1), None))
+    assert few.snap(np.array([0, 4, 5, 6, 104, 106, 255], dtype=np.uint8)).tolist() == [0, 0, 0, 10, 10, 200, 200]
