@@ -1,4 +1,4 @@
-"""conv_vae: a class-conditional convolutional VAE; samples are the decoder's mean images for z ~ N(0, I)."""
+"""conv_vae: a class-conditional convolutional VAE; samples are the decoder's mean images for z from the class prior."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ class ConvVAEGenerator(ImageGenerator):
                     idx = order[i:i + self.batch_size]
                     noise = torch.randn((len(idx), self.latent_dim), generator=g)
                     logits, mu, logvar = net(x_all[idx], y_all[idx], noise)
-                    loss, recon, kl = vae_loss(logits, x_all[idx], mask, mu, logvar, self.beta)
+                    loss, recon, kl = vae_loss(logits, x_all[idx], mask, mu, logvar, net.prior_mean(y_all[idx]),
+                                               self.beta)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -113,7 +114,7 @@ class ConvVAEGenerator(ImageGenerator):
         with torch.no_grad(), torch_threads(self.num_threads):
             for i in range(0, len(classes), 1024):
                 y = torch.from_numpy(np.ascontiguousarray(classes[i:i + 1024], dtype=np.int64))
-                z = torch.randn((len(y), self.latent_dim), generator=g)
+                z = self.net_.prior_mean(y) + torch.randn((len(y), self.latent_dim), generator=g)
                 mean = torch.sigmoid(self.net_.decode(z, y))[:, :, :h, :w]
                 out.append(mean.permute(0, 2, 3, 1).numpy())
         return from_unit(np.concatenate(out))

@@ -14,7 +14,9 @@ def padded_side(side: int) -> int:
 class ConditionalConvVAE(nn.Module):
     """Encoder: two stride-2 convolutions, then [features, one-hot class] -> mean and log-variance of z.
     Decoder: [z, one-hot class] -> a (2 width, H/4, W/4) map -> two stride-2 transposed convolutions -> pixel logits
-    at the padded size (the caller crops)."""
+    at the padded size (the caller crops). The prior is class-conditional, N(prior_mean[class], I): with one
+    N(0, I) for every class the decoder learns to read the class from z and ignore its one-hot input, and samples
+    drawn from N(0, I) mix the classes."""
 
     def __init__(self, channels: int, height: int, width: int, n_classes: int, latent_dim: int, base: int):
         super().__init__()
@@ -29,6 +31,7 @@ class ConditionalConvVAE(nn.Module):
                                       nn.Linear(256, 2 * latent_dim))
         self.from_code = nn.Sequential(nn.Linear(latent_dim + n_classes, 256), nn.LeakyReLU(0.2),
                                        nn.Linear(256, flat), nn.LeakyReLU(0.2))
+        self.prior_mean = nn.Embedding(n_classes, latent_dim)
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(2 * base, base, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.ConvTranspose2d(base, channels, 4, 2, 1))
