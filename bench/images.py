@@ -36,8 +36,8 @@ from quality.image_report import render_image_report  # noqa: E402
 PLAN = {
     "fashion-mnist": {"sizes": (3000, 750), "models": {
         "image_gmm": {},
-        "conv_vae": {"epochs": 12},
-        "pixel_ar": {"epochs": 3, "sample_batch": 375},
+        "conv_vae": {"epochs": 40},
+        "pixel_ar": {"epochs": 8, "sample_batch": 375},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},

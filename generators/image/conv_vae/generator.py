@@ -25,8 +25,8 @@ class ConvVAEGenerator(ImageGenerator):
 
     name = "conv_vae"
 
-    def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 20, batch_size: int = 128,
-                 learning_rate: float = 1e-3, beta: float = 1.0, max_train_images: int = 60_000,
+    def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 30, batch_size: int = 128,
+                 learning_rate: float = 1e-3, beta: float = 1.0, max_train_images: int = 20_000,
                  num_threads: int | None = 1, seed: int = 0):
         self.latent_dim = latent_dim
         self.base = base

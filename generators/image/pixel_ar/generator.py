@@ -26,8 +26,8 @@ class PixelARGenerator(ImageGenerator):
 
     name = "pixel_ar"
 
-    def __init__(self, *, levels: int = 32, width: int = 32, n_layers: int = 5, hidden: int = 64, epochs: int = 10,
-                 batch_size: int = 64, learning_rate: float = 1e-3, max_train_images: int = 60_000,
+    def __init__(self, *, levels: int = 32, width: int = 32, n_layers: int = 8, hidden: int = 64, epochs: int = 10,
+                 batch_size: int = 64, learning_rate: float = 1e-3, max_train_images: int = 10_000,
                  sample_batch: int = 512, num_threads: int | None = 1, seed: int = 0):
         self.levels = levels
         self.width = width
