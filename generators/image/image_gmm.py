@@ -71,16 +71,19 @@ class ImageGMMGenerator(ImageGenerator):
 
     # ------------------------------------------------------------ sample
     def _sample(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        n = len(classes)
+        n, d = len(classes), self.basis_.shape[1]
         k_max = self.weights_.shape[1]
-        u = rng.random(n)
-        cdf = np.cumsum(self.weights_, axis=1)[classes]
-        component = np.minimum((u[:, None] >= cdf).sum(axis=1), k_max - 1)
-        eps = rng.standard_normal((n, self.basis_.shape[0]))
-        chol = self.cholesky_[classes, component]           # (n, p, p)
-        z = self.means_[classes, component] + np.einsum("nij,nj->ni", chol, eps)
-        x = z @ self.basis_ + self.mean_
-        return from_unit(x).reshape(n, *self.shape_)
+        cdf = np.cumsum(self.weights_, axis=1)
+        out = np.empty((n, d), dtype=np.uint8)
+        step = 4096  # bounded memory: (step, p, p) Cholesky factors and (step, d) float64 pixels at a time
+        for i in range(0, n, step):
+            c = classes[i:i + step]
+            u = rng.random(len(c))
+            component = np.minimum((u[:, None] >= cdf[c]).sum(axis=1), k_max - 1)
+            eps = rng.standard_normal((len(c), self.basis_.shape[0]))
+            z = self.means_[c, component] + np.einsum("nij,nj->ni", self.cholesky_[c, component], eps)
+            out[i:i + step] = from_unit(z @ self.basis_ + self.mean_)
+        return out.reshape(n, *self.shape_)
 
     # ------------------------------------------------------- persistence
     def _get_state(self):

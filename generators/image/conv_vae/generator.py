@@ -110,10 +110,12 @@ class ConvVAEGenerator(ImageGenerator):
 
         g = torch_generator(rng)
         h, w, _ = self.shape_
+        # at most ~256 MB of activations per chunk, whatever size the images are
+        chunk = int(max(1, min(1024, 2**28 // ((h + 3) * (w + 3) * (self.shape_[2] + 2 * self.base) * 4 * 2))))
         out = []
         with torch.no_grad(), torch_threads(self.num_threads):
-            for i in range(0, len(classes), 1024):
-                y = torch.from_numpy(np.ascontiguousarray(classes[i:i + 1024], dtype=np.int64))
+            for i in range(0, len(classes), chunk):
+                y = torch.from_numpy(np.ascontiguousarray(classes[i:i + chunk], dtype=np.int64))
                 z = self.net_.prior_mean(y) + torch.randn((len(y), self.latent_dim), generator=g)
                 mean = torch.sigmoid(self.net_.decode(z, y))[:, :, :h, :w]
                 out.append(mean.permute(0, 2, 3, 1).numpy())

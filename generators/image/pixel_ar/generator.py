@@ -107,10 +107,12 @@ class PixelARGenerator(ImageGenerator):
         g = torch_generator(rng)
         h, w, c = self.shape_
         reach = self.n_layers + 1  # rows above a row that its conditional depends on
+        # at most ~256 MB of canvases and activations per batch, whatever size the images are
+        batch = int(max(1, min(self.sample_batch, 2**28 // (h * w * (c + 2 + 4 * self.width) * 4))))
         out = []
         with torch.no_grad(), torch_threads(self.num_threads):
-            for start in range(0, len(classes), self.sample_batch):
-                y = torch.from_numpy(np.ascontiguousarray(classes[start:start + self.sample_batch], dtype=np.int64))
+            for start in range(0, len(classes), batch):
+                y = torch.from_numpy(np.ascontiguousarray(classes[start:start + batch], dtype=np.int64))
                 b = len(y)
                 canvas = torch.zeros((b, c, h, w), dtype=torch.int64)
                 # the network's input: scaled levels (filled in as they are drawn) and the coordinate channels
