@@ -109,6 +109,7 @@ def summarise(results: list[tuple[str, int, dict]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(PLAN), action="append")
+    parser.add_argument("--sizes", type=int, nargs="+", help="only these training sizes of the plan")
     parser.add_argument("--reps", type=float, default=1.0, help="scale every repetition count by this factor")
     parser.add_argument("--jsonl", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_gate.md")
@@ -117,6 +118,8 @@ def main() -> None:
     results = []
     for data in args.data or list(PLAN):
         for n, reps in PLAN[data]:
+            if args.sizes and n not in args.sizes:
+                continue
             results.append((data, n, run(data, n, max(1, round(reps * args.reps)), jsonl)))
     text = summarise(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

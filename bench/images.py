@@ -37,7 +37,7 @@ PLAN = {
     "fashion-mnist": {"sizes": (3000, 750), "models": {
         "image_gmm": {},
         "conv_vae": {"epochs": 40},
-        "pixel_ar": {"epochs": 8, "sample_batch": 375},
+        "pixel_ar": {"epochs": 4, "sample_batch": 375},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
