@@ -4,4 +4,7 @@
     gen = make_generator("autoregressive").fit(df)          # schema inferred (or pass a TableSchema / overrides)
     synth = gen.sample(1000, seed=0, conditions={"income": ">50K"})
     gen.save("model_dir"); Generator.load("model_dir")       # JSON + safetensors, never pickle
+
+    images = make_generator("image_gmm").fit(ImageData(pixels_uint8_nhwc, labels))   # or conv_vae, pixel_ar
+    synth = images.sample(100, seed=0, conditions={"label": "Sneaker"})               # ImageData
 """

@@ -55,12 +55,24 @@ _TIMESERIES = [
     GeneratorEntry("par", "generators.timeseries.par:PARGenerator", "timeseries", {"epochs": 1},
                    "SDV PARSynthesizer (deepecho PAR)"),
 ]
-_IMAGE: list[GeneratorEntry] = []
+_IMAGE = [
+    GeneratorEntry("image_gmm", "generators.image.image_gmm:ImageGMMGenerator", "image",
+                   {"n_basis": 8, "max_components": 2, "images_per_component": 10},
+                   "own Gaussian mixture per class on a PCA basis: the fast baseline"),
+    GeneratorEntry("conv_vae", "generators.image.conv_vae:ConvVAEGenerator", "image",
+                   {"epochs": 30, "latent_dim": 4, "base": 8, "batch_size": 32, "learning_rate": 3e-3},
+                   "own class-conditional convolutional VAE"),
+    GeneratorEntry("pixel_ar", "generators.image.pixel_ar:PixelARGenerator", "image",
+                   {"levels": 8, "width": 16, "n_layers": 3, "hidden": 16, "epochs": 25, "batch_size": 16,
+                    "learning_rate": 3e-3},
+                   "own class-conditional gated PixelCNN (slow, batched sampling)"),
+]
 
 REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERIES, *_IMAGE]}
 
 # The generator `train` uses when none is named, per kind (None: nothing learns that kind yet).
-DEFAULT_GENERATORS: dict[str, str | None] = {"tabular": "autoregressive", "timeseries": "sequence_ar", "image": None}
+DEFAULT_GENERATORS: dict[str, str | None] = {"tabular": "autoregressive", "timeseries": "sequence_ar",
+                                             "image": "image_gmm"}
 DEFAULT_GENERATOR = DEFAULT_GENERATORS["tabular"]
 
 

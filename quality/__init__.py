@@ -1,10 +1,12 @@
-"""Quality gates for synthetic tables and sequences: fidelity, privacy and expectation checks, HTML reports (pure)."""
+"""Quality gates for synthetic tables, sequences and images: fidelity, privacy and expectation checks, HTML reports
+(pure)."""
 
 from quality.checks import CheckResult, QualityReport
 from quality.errors import QualityError
 
 __all__ = ["CheckResult", "QualityReport", "QualityError", "DEFAULT_THRESHOLDS", "evaluate", "render_report",
-           "DEFAULT_SEQUENCE_THRESHOLDS", "evaluate_sequences", "render_sequence_report", "segment_series"]
+           "DEFAULT_SEQUENCE_THRESHOLDS", "evaluate_sequences", "render_sequence_report", "segment_series",
+           "DEFAULT_IMAGE_THRESHOLDS", "evaluate_images", "render_image_report"]
 
 
 def __getattr__(name: str):
@@ -15,6 +17,12 @@ def __getattr__(name: str):
     if name in ("evaluate_sequences", "render_sequence_report", "DEFAULT_SEQUENCE_THRESHOLDS", "segment_series"):
         from quality import sequence
         return getattr(sequence, name)
+    if name in ("evaluate_images", "DEFAULT_IMAGE_THRESHOLDS"):
+        from quality import image
+        return getattr(image, name)
+    if name == "render_image_report":
+        from quality.image_report import render_image_report
+        return render_image_report
     if name == "render_report":
         from quality.report import render_report
         return render_report

@@ -1,0 +1,1 @@
+"""Image generators; import them through `generators.registry` (lazy) or directly from their modules."""

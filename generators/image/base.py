@@ -1,0 +1,268 @@
+"""The image kind: labelled uint8 images in, class-conditional synthetic images of the same shape out."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from generators.base import Generator, check_count
+from generators.data import ImageData, kind_of
+from generators.errors import ConditionError, InvalidDataError, ModelFormatError
+
+MAX_SIDE = 4096          # largest height or width a saved codec may claim
+MAX_CLASSES = 10_000     # largest label vocabulary a saved codec may claim
+MAX_INTENSITIES = 64     # images using at most this many distinct intensities keep them: samples are snapped
+CONDITION_KEYS = ("label",)
+
+
+def _is_count(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+@dataclass(frozen=True)
+class ImageCodec:
+    """What a generator learned about its images besides the model: shape, label vocabulary and proportions.
+
+    `labels` is the vocabulary in class order (texts, plus None when some images have no label: None is then a
+    class of its own); `labelled` is False when the training data had no labels at all (one class, None, and
+    samples carry no labels either). `counts` is the number of training images per class. `intensities` lists
+    the distinct pixel values of training images that use at most MAX_INTENSITIES of them (binary masks, the 17
+    grey levels of scikit-learn's digits), else None; samples are snapped to the nearest of them.
+    """
+
+    height: int
+    width: int
+    channels: int
+    labels: tuple[str | None, ...]
+    counts: tuple[int, ...]
+    labelled: bool
+    intensities: tuple[int, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.height, self.width, self.channels
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_train(self) -> int:
+        return int(sum(self.counts))
+
+    @property
+    def proportions(self) -> np.ndarray:
+        counts = np.asarray(self.counts, dtype=np.float64)
+        return counts / counts.sum()
+
+    # ---------------------------------------------------------------- learn
+    @classmethod
+    def fit(cls, data: ImageData) -> tuple["ImageCodec", np.ndarray]:
+        """The codec of checked image data and each image's class index (int64)."""
+        n, h, w, c = data.pixels.shape
+        seen = np.flatnonzero(np.bincount(data.pixels.ravel(), minlength=256))
+        intensities = tuple(int(v) for v in seen) if len(seen) <= MAX_INTENSITIES else None
+        if data.labels is None:
+            return cls(h, w, c, (None,), (n,), False, intensities), np.zeros(n, dtype=np.int64)
+        labels = np.asarray(data.labels, dtype=object)
+        texts = sorted({v for v in labels if v is not None})
+        vocab: list[str | None] = [*texts, *([None] if any(v is None for v in labels) else [])]
+        index = {v: i for i, v in enumerate(vocab)}
+        classes = np.fromiter((index[v] for v in labels), dtype=np.int64, count=n)
+        counts = np.bincount(classes, minlength=len(vocab))
+        return cls(h, w, c, tuple(vocab), tuple(int(k) for k in counts), True, intensities), classes
+
+    def snap(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels moved to the nearest training intensity (unchanged when the training images use many)."""
+        if self.intensities is None:
+            return pixels
+        levels = np.asarray(self.intensities, dtype=np.int64)
+        upper = np.clip(np.searchsorted(levels, np.arange(256)), 0, len(levels) - 1)
+        lower = np.clip(upper - 1, 0, len(levels) - 1)
+        values = np.arange(256)
+        table = np.where(np.abs(levels[lower] - values) <= np.abs(levels[upper] - values), levels[lower],
+                         levels[upper]).astype(np.uint8)
+        return table[pixels]
+
+    # ------------------------------------------------------------ sampling
+    def check_conditions(self, conditions: Mapping[str, Any] | None) -> int | None:
+        """The class index `conditions` asks for ({"label": "3"}), or None; ConditionError naming the way out."""
+        if not conditions:
+            return None
+        if not isinstance(conditions, Mapping):
+            raise ConditionError(f"conditions must be a mapping like {{'label': 'cat'}}, got "
+                                 f"{type(conditions).__name__}")
+        unknown = [k for k in conditions if k not in CONDITION_KEYS]
+        if unknown:
+            raise ConditionError(f"images can only be conditioned on 'label', not {str(unknown[0])[:50]!r}")
+        if not self.labelled:
+            raise ConditionError("this model was trained on unlabelled images; it cannot be conditioned on a label")
+        value = conditions["label"]
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            value = str(int(value))  # `--where label=3` and a notebook's 3 mean the same text label
+        if value not in self.labels or not (value is None or isinstance(value, str)):
+            known = ", ".join("<none>" if v is None else repr(v) for v in self.labels[:30])
+            more = f" and {len(self.labels) - 30} more" if len(self.labels) > 30 else ""
+            raise ConditionError(f"label {str(value)[:50]!r} was not seen in training; known labels: {known}{more}")
+        return self.labels.index(value)
+
+    def draw_classes(self, n: int, rng: np.random.Generator, condition: int | None) -> np.ndarray:
+        """n class indices in the training proportions, or all `condition`."""
+        if condition is not None:
+            return np.full(n, condition, dtype=np.int64)
+        if self.n_classes == 1:
+            return np.zeros(n, dtype=np.int64)
+        return rng.choice(self.n_classes, size=n, p=self.proportions).astype(np.int64)
+
+    def label_array(self, classes: np.ndarray) -> np.ndarray | None:
+        if not self.labelled:
+            return None
+        vocab = np.array(self.labels, dtype=object)
+        return vocab[classes]
+
+    # --------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {"height": self.height, "width": self.width, "channels": self.channels, "labels": list(self.labels),
+                "counts": list(self.counts), "labelled": self.labelled,
+                "intensities": None if self.intensities is None else list(self.intensities)}
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> "ImageCodec":
+        """Rebuild a saved codec; hostile input: ModelFormatError naming what is wrong."""
+        keys = {"height", "width", "channels", "labels", "counts", "labelled", "intensities"}
+        if not isinstance(doc, dict) or set(doc) != keys:
+            raise ModelFormatError(f"'codec' must be an object with exactly the keys {sorted(keys)}")
+        for key in ("height", "width"):
+            if not _is_count(doc[key], 1) or doc[key] > MAX_SIDE:
+                raise ModelFormatError(f"codec {key} must be an integer in 1..{MAX_SIDE}, not "
+                                       f"{str(doc[key])[:30]!r}")
+        if doc["channels"] not in (1, 3, 4) or isinstance(doc["channels"], bool):
+            raise ModelFormatError(f"codec channels must be 1, 3 or 4, not {str(doc['channels'])[:30]!r}")
+        labels, counts, labelled = doc["labels"], doc["counts"], doc["labelled"]
+        if not isinstance(labelled, bool):
+            raise ModelFormatError("codec labelled must be true or false")
+        if not (isinstance(labels, list) and 1 <= len(labels) <= MAX_CLASSES
+                and all(v is None or (isinstance(v, str) and len(v) <= 10_000) for v in labels)):
+            raise ModelFormatError(f"codec labels must be a list of 1..{MAX_CLASSES} texts (or null)")
+        if len(set(labels)) != len(labels):
+            raise ModelFormatError("codec labels repeat a label")
+        texts = [v for v in labels if v is not None]
+        if texts != sorted(texts) or (None in labels and labels[-1] is not None):
+            raise ModelFormatError("codec labels must be sorted texts, with null (if any) last")
+        if not labelled and labels != [None]:
+            raise ModelFormatError("an unlabelled codec has exactly one class, null")
+        if not (isinstance(counts, list) and len(counts) == len(labels) and all(_is_count(k, 1) for k in counts)):
+            raise ModelFormatError("codec counts must hold one positive integer per label")
+        intensities = doc["intensities"]
+        if intensities is not None and not (
+                isinstance(intensities, list) and 1 <= len(intensities) <= MAX_INTENSITIES
+                and all(_is_count(v) and v <= 255 for v in intensities)
+                and all(a < b for a, b in zip(intensities, intensities[1:]))):
+            raise ModelFormatError(f"codec intensities must be null or 1..{MAX_INTENSITIES} increasing integers in "
+                                   "0..255")
+        return cls(doc["height"], doc["width"], doc["channels"], tuple(labels), tuple(counts), labelled,
+                   None if intensities is None else tuple(intensities))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run torch with `n` intra-op threads (None: leave it), restoring the setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (n, h, w, c) -> float32 in [0, 1], same layout."""
+    return np.ascontiguousarray(pixels, dtype=np.float32) / np.float32(255.0)
+
+
+def from_unit(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8 (rounded, clipped)."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+class ImageGenerator(Generator):
+    """Learns labelled images of one size and samples class-conditional images like them.
+
+    Subclasses implement `_fit(pixels, classes)` (uint8 (n, h, w, c) and int64 class indices into
+    `codec.labels`; `self.shape_` and `self.n_classes_` are set before) and `_sample(classes, rng)`, returning
+    uint8 images of `self.shape_`, one per requested class, plus the state hooks of `Generator` (checked against
+    `shape_` and `n_classes_`, which `_restore` sets before `_set_state` runs).
+    """
+
+    kind: ClassVar[str] = "image"
+    _DOC_KEYS: ClassVar[tuple[str, ...]] = ("codec",)
+    min_images: ClassVar[int] = 2
+
+    # --------------------------------------------------------------- fit
+    def fit(self, data: ImageData) -> "ImageGenerator":
+        """Learn `data` (not modified): uint8 images of one size with one label (text or None) per image."""
+        if not isinstance(data, ImageData):
+            got = kind_of(data)
+            raise InvalidDataError(f"{type(self).__name__} learns image data, not {got} data; use a generator for "
+                                   f"{got} data")
+        data = ImageData(data.pixels, None if data.labels is None else np.array(data.labels, dtype=object),
+                         data.meta).check()
+        if len(data) < self.min_images:
+            raise InvalidDataError(f"{len(data)} image(s) is too few to learn from; give at least {self.min_images}")
+        codec, classes = ImageCodec.fit(data)
+        self.shape_ = codec.shape
+        self.n_classes_ = codec.n_classes
+        self._fit(np.ascontiguousarray(data.pixels), classes)
+        self._canonicalise()
+        self.codec_ = codec  # last: marks the generator fitted
+        return self
+
+    def _fit(self, pixels: np.ndarray, classes: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ sample
+    def sample(self, n: int, *, seed: int | None = None, conditions: Mapping[str, Any] | None = None) -> ImageData:
+        """Draw n images of the training shape; labels in the training proportions unless conditioned
+        ({"label": "3"}: all of that label). Same fitted model + same seed => same images and labels."""
+        self._require_fitted()
+        n = check_count(n, "images")
+        condition = self.codec_.check_conditions(conditions)
+        rng = np.random.default_rng(seed)
+        classes = self.codec_.draw_classes(n, rng, condition)
+        pixels = self._sample(classes, rng)
+        if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.shape == (n, *self.shape_)):
+            raise AssertionError(f"{type(self).__name__}._sample returned {getattr(pixels, 'dtype', None)} "
+                                 f"{getattr(pixels, 'shape', None)}, not uint8 {(n, *self.shape_)}")
+        return ImageData(np.ascontiguousarray(self.codec_.snap(pixels)), self.codec_.label_array(classes),
+                         {"generator": self.name})
+
+    def _sample(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------- persistence
+    def _describe(self) -> dict[str, Any]:
+        return {"codec": self.codec_.to_dict()}
+
+    def _restore(self, doc: Mapping[str, Any], where: Path) -> ImageCodec:
+        try:
+            codec = ImageCodec.from_dict(doc["codec"])
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"{where}: {exc}") from exc
+        self.shape_ = codec.shape
+        self.n_classes_ = codec.n_classes
+        return codec
+
+
+def check_positive(owner: str, **params: Any) -> None:
+    """ModelFormatError unless every named hyperparameter is a positive finite number (guards loaded params)."""
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ModelFormatError(f"{owner}: param {key}={str(value)[:30]} must be a positive number")

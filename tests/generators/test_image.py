@@ -1,0 +1,199 @@
+"""The image kind's own promises, for every registered image generator: shapes, labels, conditioning, class fidelity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from generators.base import MODEL_FILE, WEIGHTS_FILE, Generator
+from generators.data import ImageData
+from generators.errors import ConditionError, InvalidDataError, ModelFormatError
+from generators.image.base import ImageCodec
+from generators.registry import REGISTRY, list_generators, make_generator
+from tests.generators.conftest import make_images
+
+IMAGE_GENERATORS = list_generators("image")
+
+
+def _fit(name: str, data: ImageData):
+    return make_generator(name, **REGISTRY[name].test_params).fit(data)
+
+
+@pytest.fixture(scope="module", params=IMAGE_GENERATORS)
+def grey(request):
+    """(generator name, fitted model, training images): 90 grey 8x8 images of three shapes."""
+    data = make_images(90, seed=11)
+    return request.param, _fit(request.param, data), data
+
+
+def _nearest_class_mean(train: ImageData, images: np.ndarray) -> np.ndarray:
+    labels = sorted(set(train.labels))
+    x = train.pixels.reshape(len(train), -1).astype(float)
+    means = np.stack([x[train.labels == lab].mean(0) for lab in labels])
+    q = images.reshape(len(images), -1).astype(float)
+    d = ((q[:, None, :] - means[None]) ** 2).sum(-1)
+    return np.array(labels, dtype=object)[d.argmin(1)]
+
+
+def test_every_image_generator_is_registered_with_the_image_kind():
+    assert {"image_gmm"} <= set(IMAGE_GENERATORS)
+
+
+def test_samples_keep_shape_dtype_and_known_labels(grey):
+    _, gen, data = grey
+    s = gen.sample(40, seed=0)
+    assert s.pixels.shape == (40, 8, 8, 1) and s.pixels.dtype == np.uint8
+    assert set(s.labels) <= {"bar", "square", "cross"}
+    assert s.labels.dtype == object
+
+
+def test_label_proportions_follow_training(grey):
+    _, gen, _ = grey
+    # training: a third each; unbalanced training is checked below with the GMM
+    s = gen.sample(600, seed=1)
+    shares = {lab: float(np.mean(s.labels == lab)) for lab in ("bar", "square", "cross")}
+    assert all(0.25 < v < 0.42 for v in shares.values()), shares
+
+
+def test_conditioning_returns_only_that_label_and_is_recognisably_that_class(grey):
+    name, gen, data = grey
+    for label in ("bar", "square", "cross"):
+        s = gen.sample(30, seed=2, conditions={"label": label})
+        assert set(s.labels) == {label}
+        agree = float(np.mean(_nearest_class_mean(data, s.pixels) == label))
+        assert agree >= 0.8, (name, label, agree)  # chance is 1/3
+
+
+def test_unseen_or_malformed_conditions_are_refused(grey):
+    _, gen, _ = grey
+    with pytest.raises(ConditionError, match="known labels: 'bar', 'cross', 'square'"):
+        gen.sample(3, conditions={"label": "circle"})
+    with pytest.raises(ConditionError, match="only be conditioned on 'label'"):
+        gen.sample(3, conditions={"colour": "red"})
+
+
+def test_unbalanced_labels_and_unlabelled_images():
+    data = make_images(90, seed=3)
+    keep = np.r_[np.flatnonzero(data.labels == "bar"), np.flatnonzero(data.labels == "square")[:6]]
+    unbalanced = ImageData(data.pixels[keep], data.labels[keep])
+    gen = _fit("image_gmm", unbalanced)
+    share = float(np.mean(gen.sample(1000, seed=0).labels == "square"))
+    assert abs(share - 6 / 36) < 0.05
+    plain = _fit("image_gmm", ImageData(data.pixels, None))
+    s = plain.sample(5, seed=0)
+    assert s.labels is None and s.pixels.shape == (5, 8, 8, 1)
+    with pytest.raises(ConditionError, match="unlabelled"):
+        plain.sample(2, conditions={"label": "bar"})
+
+
+def test_missing_labels_are_a_class_of_their_own():
+    data = make_images(60, seed=4)
+    labels = data.labels.copy()
+    labels[labels == "cross"] = None
+    gen = _fit("image_gmm", ImageData(data.pixels, labels))
+    assert gen.codec_.labels == ("bar", "square", None)
+    s = gen.sample(20, seed=0, conditions={"label": None})
+    assert all(v is None for v in s.labels)
+
+
+@pytest.mark.parametrize("name", IMAGE_GENERATORS)
+def test_colour_images_of_odd_size_keep_their_shape(name):
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 255, (24, 7, 10, 3)).astype(np.uint8)
+    px[12:, :, :, 0] = 250  # the second class is red
+    labels = np.array(["a"] * 12 + ["b"] * 12, dtype=object)
+    gen = _fit(name, ImageData(px, labels))
+    s = gen.sample(6, seed=1, conditions={"label": "b"})
+    assert s.pixels.shape == (6, 7, 10, 3) and s.pixels.dtype == np.uint8
+    assert s.pixels[..., 0].mean() > s.pixels[..., 1].mean() + 40
+
+
+def test_bad_training_data_is_refused():
+    with pytest.raises(InvalidDataError, match="uint8"):
+        _fit("image_gmm", ImageData(np.zeros((4, 8, 8, 1), dtype=np.float32), None))
+    with pytest.raises(InvalidDataError, match="one label per image"):
+        _fit("image_gmm", ImageData(np.zeros((4, 8, 8, 1), dtype=np.uint8), np.array(["a"], dtype=object)))
+    with pytest.raises(InvalidDataError, match="too few"):
+        _fit("image_gmm", ImageData(np.zeros((1, 8, 8, 1), dtype=np.uint8), None))
+
+
+def test_tampered_codec_and_weights_are_refused(grey, tmp_path):
+    name, gen, _ = grey
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for field, value, message in (("labels", ["bar", "bar", "cross"], "repeat"),
+                                  ("height", 10**9, "height"), ("counts", [1, 2], "counts"),
+                                  ("channels", 2, "channels")):
+        bad = json.loads(json.dumps(doc))
+        bad["codec"][field] = value
+        (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(bad))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    # weights written for 3 classes, codec claiming 4: every array shape is checked against the codec
+    bad = json.loads(json.dumps(doc))
+    bad["codec"]["labels"] = ["a", "bar", "cross", "square"]
+    bad["codec"]["counts"] = [1, 30, 30, 30]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(bad))
+    with pytest.raises(ModelFormatError):
+        Generator.load(tmp_path / "m")
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    assert np.array_equal(Generator.load(tmp_path / "m").sample(4, seed=0).pixels, gen.sample(4, seed=0).pixels)
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    key = sorted(arrays)[0]
+    arrays[key] = np.full_like(arrays[key], np.nan) if arrays[key].dtype.kind == "f" else arrays[key][:0]
+    save_file(arrays, str(tmp_path / "m" / WEIGHTS_FILE))
+    with pytest.raises(ModelFormatError):
+        Generator.load(tmp_path / "m")
+
+
+def test_codec_round_trip_and_hostile_input():
+    codec, classes = ImageCodec.fit(make_images(12))
+    assert ImageCodec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
+    assert classes.dtype == np.int64 and set(classes) == {0, 1, 2}
+    for bad in (None, [], {**codec.to_dict(), "extra": 1}, {**codec.to_dict(), "labelled": "yes"},
+                {**codec.to_dict(), "intensities": [3, 2]}, {**codec.to_dict(), "intensities": [256]},
+                {**codec.to_dict(), "labels": ["z", "a", "b"]}, {**codec.to_dict(), "counts": [0, 1, 2]}):
+        with pytest.raises(ModelFormatError):
+            ImageCodec.from_dict(bad)
+
+
+def test_pixel_ar_sampler_crops_match_the_full_forward_and_are_causal():
+    import torch
+
+    from generators.image.pixel_ar.torch_model import GatedPixelCNN
+
+    torch.manual_seed(0)
+    net = GatedPixelCNN(2, 3, 8, 16, 3, 16).eval()
+    x, y = torch.rand(3, 2, 9, 7), torch.tensor([0, 1, 2])
+    xc = GatedPixelCNN.with_coordinates(x)
+    with torch.no_grad():
+        full = net(x, y)
+        for r in range(9):
+            above = None if r == 0 else xc[:, :, max(0, r - 4):r]  # n_layers + 1 rows, as the sampler takes
+            contributions = net.vertical_contributions(above, y, 7)
+            for c in range(7):
+                crop = net.horizontal_logits(xc[:, :, r:r + 1, :c + 1], contributions, y)[:, :, :, 0, c]
+                assert torch.allclose(crop, full[:, :, :, r, c], atol=1e-5), (r, c)
+        changed = x.clone()
+        changed[:, :, 4, 3] = 0.5
+        moved = (net(changed, y) - full).abs().amax(dim=(0, 1, 2)) > 1e-6
+    before = torch.zeros(9, 7, dtype=torch.bool)
+    before[:4] = True
+    before[4, :4] = True  # every pixel up to and including (4, 3) must not see it
+    assert not moved[before].any() and moved[5:].all()
+
+
+def test_images_with_few_intensities_are_sampled_with_those_only():
+    data = make_images(60, seed=6)
+    binary = ImageData(np.where(data.pixels > 120, 255, 0).astype(np.uint8), data.labels)
+    gen = _fit("image_gmm", binary)
+    assert gen.codec_.intensities == (0, 255)
+    assert set(np.unique(gen.sample(20, seed=0).pixels)) <= {0, 255}
+    codec, _ = ImageCodec.fit(ImageData(np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1), None))
+    assert codec.intensities is None  # 256 distinct values: nothing to snap to
+    few, _ = ImageCodec.fit(ImageData(np.array([0, 10, 200], dtype=np.uint8).reshape(1, 1, 3, 1), None))
+    assert few.snap(np.array([0, 4, 5, 6, 104, 106, 255], dtype=np.uint8)).tolist() == [0, 0, 0, 10, 10, 200, 200]
