@@ -12,8 +12,9 @@ import pandas as pd
 
 from generators.base import check_array_keys, take_array, torch_generator
 from generators.codec import ModelColumn
-from generators.errors import ModelFormatError
-from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens, tokens_to_numeric
+from generators.errors import ConditionError, ModelFormatError
+from generators.tabular.autoregressive.tokens import (fit_numeric_tokens, numeric_to_tokens, range_token_weights,
+                                                      tokens_to_numeric)
 from generators.tabular.base import TableGenerator
 
 log = logging.getLogger("generators.autoregressive")
@@ -38,9 +39,19 @@ class AutoregressiveGenerator(TableGenerator):
     A numeric value is drawn uniformly inside its sampled bin, so samples follow a smooth distribution instead of
     re-using real values. Training stops early when the loss on a held-back validation share stops improving
     for `patience` epochs; the best epoch's weights are kept.
+
+    Native conditioning: in `condition_share` of the training rows a random subset of columns is "given" (moved
+    to the front of the generation order: every other column sees them, they see only the given columns before
+    them), so the network also learns p(x_j | x_given, x_<j). `sample(conditions=...)` then generates the
+    conditioned columns first (a value is forced, a range samples among the tokens it covers, weighted by the
+    share covered, and draws the value inside the bin truncated to the range) and the rest after them: one
+    pass, the cost of an unconditional sample. A model saved before this was trained has condition share 0 and
+    conditions natively only on a prefix of its column order (rejection otherwise).
     """
 
     name = "autoregressive"
+    # share of training rows with a random set of columns generated first (what native conditioning learns from)
+    condition_share: float = 0.5
 
     def __init__(self, *, epochs: int = 60, batch_size: int = 512, hidden: int = 64, embedding_dim: int = 8,
                  max_bins: int = 32, learning_rate: float = 1e-3, weight_decay: float = 0.0, dropout: float = 0.0,
@@ -119,7 +130,7 @@ class AutoregressiveGenerator(TableGenerator):
                 total = 0.0
                 for i in range(0, len(train), self.batch_size):
                     batch = train[order[i:i + self.batch_size]]
-                    loss = self._loss(net, batch)
+                    loss = self._loss(net, batch, self._given_columns(batch.shape, g))
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -145,6 +156,19 @@ class AutoregressiveGenerator(TableGenerator):
                 self._calibrate_marginals(net, tokens, g)
         self.net_ = net
         self.epochs_run_ = len(self.history_)
+        self.condition_share_ = float(self.condition_share)
+
+    def _given_columns(self, shape: tuple, g):
+        """Per training row, the columns generated first: none in 1 - condition_share of the rows, else each
+        column with a probability drawn uniformly per row (small and large sets alike)."""
+        import torch
+
+        if not self.condition_share:
+            return None
+        b, m = shape
+        share = torch.rand(b, 1, generator=g)
+        on = torch.rand(b, 1, generator=g) < self.condition_share
+        return (torch.rand(b, m, generator=g) < share) & on
 
     @staticmethod
     def _calibrate_marginals(net, tokens, g, n_rows: int = 20000, rounds: int = 2) -> None:
@@ -169,10 +193,10 @@ class AutoregressiveGenerator(TableGenerator):
                 sampled[:, j] = torch.multinomial(probs, 1, generator=g)[:, 0]
 
     @staticmethod
-    def _loss(net, batch):
+    def _loss(net, batch, given=None):
         import torch.nn.functional as F
 
-        logits = net(batch)  # (m, B, vmax)
+        logits = net(batch, given)  # (m, B, vmax)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1)) * batch.shape[1]
 
     # ------------------------------------------------------------ sample
@@ -195,13 +219,61 @@ class AutoregressiveGenerator(TableGenerator):
                            else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng, self.integral_[j]))
         return pd.DataFrame(out)
 
+    def _can_condition(self, constraints: dict) -> bool:
+        if self.condition_share_ > 0:
+            return True
+        # without conditioned training only a prefix of the column order is exact: earlier columns would ignore it
+        index = [j for j, c in enumerate(self.model_columns_) if c.name in constraints]
+        return index == list(range(len(index)))
+
+    def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict) -> pd.DataFrame:
+        import torch
+
+        g = torch_generator(rng)
+        m = len(self.model_columns_)
+        given = torch.tensor([c.name in constraints for c in self.model_columns_])
+        order = [j for j in range(m) if given[j]] + [j for j in range(m) if not given[j]]
+        seen = self.net_.context_masks(given[None, :])[:, 0, :]
+        weights = {}
+        for j, c in enumerate(self.model_columns_):
+            r = constraints.get(c.name)
+            if r is not None and not isinstance(r, int):
+                w = range_token_weights(self.atoms_[j], self.edges_[j], self.integral_[j], r.low, r.high,
+                                        r.low_inclusive, r.high_inclusive)
+                if not w.any():
+                    raise ConditionError(f"condition on {c.name!r} falls between the values the model can draw; "
+                                         "widen the range")
+                weights[j] = torch.from_numpy(w).float()
+        tokens = torch.zeros((n, m), dtype=torch.long)
+        with torch.no_grad(), _threads(self.num_threads):
+            for start in range(0, n, 65536):
+                chunk = tokens[start:start + 65536]
+                for j in order:
+                    code = constraints.get(self.model_columns_[j].name)
+                    if isinstance(code, int):
+                        chunk[:, j] = code
+                        continue
+                    probs = torch.softmax(self.net_.column_logits(chunk, j, seen[j]), dim=1)
+                    if j in weights:
+                        probs = probs * weights[j]
+                    chunk[:, j] = torch.multinomial(probs, 1, generator=g)[:, 0]
+        tok = tokens.numpy()
+        out = {}
+        for j, c in enumerate(self.model_columns_):
+            r = constraints.get(c.name)
+            bounds = None if r is None or isinstance(r, int) else (r.low, r.high, r.low_inclusive, r.high_inclusive)
+            out[c.name] = (tok[:, j].astype(np.int64) if c.type == "categorical"
+                           else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng, self.integral_[j],
+                                                  bounds))
+        return pd.DataFrame(out)
+
     # ------------------------------------------------------- persistence
     def _get_state(self):
         arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
         for j in self.atoms_:
             arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
         return {"numeric": sorted(self.atoms_), "integral": [self.integral_[j] for j in sorted(self.atoms_)],
-                "history": self.history_}, arrays
+                "history": self.history_, "condition_share": self.condition_share_}, arrays
 
     def _set_state(self, state, arrays):
         import torch
@@ -216,6 +288,10 @@ class AutoregressiveGenerator(TableGenerator):
             raise ModelFormatError("state 'integral' must hold one true/false per numeric column")
         if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
             raise ModelFormatError("state 'history' must be a list of epoch records")
+        share = state.get("condition_share", 0.0)  # absent in models saved before native conditioning
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ModelFormatError("state 'condition_share' must be a number from 0 to 1")
+        self.condition_share_ = float(share)
         if self.num_threads is not None and not 1 <= self.num_threads <= 256:
             raise ModelFormatError(f"param num_threads={self.num_threads} is outside 1..256")
         self.atoms_, self.edges_ = {}, {}
