@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from generators.base import check_array_keys, take_array
 from generators.codec import ModelColumn
@@ -85,6 +85,103 @@ class GMMGenerator(TableGenerator):
         for k in range(len(self.weights_)):
             idx = comp == k
             Z[idx] = self.means_[k] + eps[idx] @ self.cholesky_[k].T
+        return self._decode(Z)
+
+    def _blocks(self) -> list[slice]:
+        out, pos = [], 0
+        for c in self.model_columns_:
+            width = c.n_categories if c.type == "categorical" else 1
+            out.append(slice(pos, pos + width))
+            pos += width
+        return out
+
+    def _can_condition(self, constraints: dict) -> bool:
+        # categorical values fix their one-hot block (Gaussian conditioning); one range is a truncated normal
+        return sum(not isinstance(v, int) for v in constraints.values()) <= 1
+
+    def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict) -> pd.DataFrame:
+        """The mixture conditioned analytically: component weights by how well each explains the fixed one-hot
+        blocks (and the range's mass), the other coordinates from each component's conditional Gaussian; a
+        range is drawn from the conditional normal truncated to it, the rest conditioned on that draw."""
+        blocks = self._blocks()
+        d = self.means_.shape[1]
+        z_fixed = np.full(d, np.nan)
+        r_coord, za, zb = None, -np.inf, np.inf
+        for j, c in enumerate(self.model_columns_):
+            cond = constraints.get(c.name)
+            if cond is None:
+                continue
+            if isinstance(cond, int):
+                z_fixed[blocks[j]] = np.eye(c.n_categories)[cond]
+            else:
+                r_coord = blocks[j].start
+                q = self.quantiles_[j]
+                low, high = cond.low, cond.high
+                if np.all(q == np.round(q)):  # whole numbers: the values that round into the range
+                    if low is not None:
+                        low = np.ceil(low) + (1 if not cond.low_inclusive and low == np.ceil(low) else 0) - 0.5
+                    if high is not None:
+                        high = np.floor(high) - (1 if not cond.high_inclusive and high == np.floor(high) else 0) + 0.5
+                if low is not None:
+                    za = float(np.interp(low, q, self._levels, left=-np.inf, right=np.inf))
+                if high is not None:
+                    zb = float(np.interp(high, q, self._levels, left=-np.inf, right=np.inf))
+        fixed = np.flatnonzero(~np.isnan(z_fixed))
+        rest = np.flatnonzero(np.isnan(z_fixed))
+        k_all = len(self.weights_)
+        log_post = np.log(np.maximum(self.weights_, 1e-300))
+        cond_mean, cond_cov = [], []
+        for k in range(k_all):
+            cov = self.cholesky_[k] @ self.cholesky_[k].T
+            mu = self.means_[k]
+            if len(fixed):
+                s_ff = cov[np.ix_(fixed, fixed)]
+                s_rf = cov[np.ix_(rest, fixed)]
+                diff = z_fixed[fixed] - mu[fixed]
+                chol = np.linalg.cholesky(s_ff)
+                sol = np.linalg.solve(chol, diff)
+                log_post[k] += -0.5 * sol @ sol - np.log(np.diag(chol)).sum()
+                gain = np.linalg.solve(s_ff, s_rf.T).T
+                m_k = mu[rest] + gain @ diff
+                c_k = cov[np.ix_(rest, rest)] - gain @ s_rf.T
+            else:
+                m_k, c_k = mu[rest], cov[np.ix_(rest, rest)]
+            if r_coord is not None:
+                i = int(np.searchsorted(rest, r_coord))
+                sd = np.sqrt(c_k[i, i])
+                mass = ndtr((zb - m_k[i]) / sd) - ndtr((za - m_k[i]) / sd)
+                log_post[k] += np.log(max(mass, 1e-300))
+            cond_mean.append(m_k)
+            cond_cov.append((c_k + c_k.T) / 2)
+        post = np.exp(log_post - log_post.max())
+        comp = rng.choice(k_all, size=n, p=post / post.sum())
+        Z = np.tile(np.where(np.isnan(z_fixed), 0.0, z_fixed), (n, 1))
+        for k in range(k_all):
+            idx = np.flatnonzero(comp == k)
+            if not len(idx):
+                continue
+            m_k, c_k = cond_mean[k], cond_cov[k]
+            if r_coord is None:
+                eps = rng.standard_normal((len(idx), len(rest)))
+                Z[np.ix_(idx, rest)] = m_k + eps @ np.linalg.cholesky(c_k + 1e-9 * np.eye(len(rest))).T
+                continue
+            i = int(np.searchsorted(rest, r_coord))
+            sd = np.sqrt(c_k[i, i])
+            lo, hi = ndtr((za - m_k[i]) / sd), ndtr((zb - m_k[i]) / sd)
+            u = lo + rng.random(len(idx)) * (hi - lo)
+            z_r = m_k[i] + sd * ndtri(np.clip(u, 1e-300, 1 - 1e-16))
+            Z[idx, r_coord] = z_r
+            other = np.delete(np.arange(len(rest)), i)
+            if len(other):
+                g = c_k[other, i] / c_k[i, i]
+                mean = m_k[other] + np.outer(z_r - m_k[i], g)
+                cov = c_k[np.ix_(other, other)] - np.outer(g, c_k[i, other])
+                eps = rng.standard_normal((len(idx), len(other)))
+                chol = np.linalg.cholesky((cov + cov.T) / 2 + 1e-9 * np.eye(len(other)))
+                Z[np.ix_(idx, rest[other])] = mean + eps @ chol.T
+        return self._decode(Z)
+
+    def _decode(self, Z: np.ndarray) -> pd.DataFrame:
         out, pos = {}, 0
         for j, c in enumerate(self.model_columns_):
             if c.type == "categorical":
