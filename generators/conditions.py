@@ -105,8 +105,9 @@ def parse_conditions(text: str | None) -> dict[str, Any]:
         if op in ("=", "=="):
             cond: Any = value
         else:
+            # an unbounded end keeps the default (inclusive) flag, so equal ranges compare equal
             cond = Range(low=value if op[0] == ">" else None, high=value if op[0] == "<" else None,
-                         low_inclusive=op == ">=", high_inclusive=op == "<=")
+                         low_inclusive=op != ">", high_inclusive=op != "<")
         if col in out:
             if not (isinstance(out[col], Range) and isinstance(cond, Range)):
                 raise ConditionError(f"column {col!r} is conditioned twice in {text!r}; give one value, or range "
