@@ -91,7 +91,10 @@ def augment_frame(frame: pd.DataFrame, target: str, value: Any = None, n_rows: i
 def copied_rows(synthetic: pd.DataFrame, real: pd.DataFrame) -> np.ndarray:
     """Boolean mask of synthetic rows equal, in every shared column, to some real row (nulls equal nulls)."""
     columns = [c for c in real.columns if c in synthetic.columns]
-    key = lambda f: pd.util.hash_pandas_object(f[columns].astype(str), index=False)  # noqa: E731
+    def key(f: pd.DataFrame) -> pd.Series:  # every kind of null (None, NaN, NA, NaT) as one token
+        v = f[columns].astype(object)
+        return pd.util.hash_pandas_object(v.where(v.notna(), "<null>").astype(str), index=False)
+
     return np.asarray(key(synthetic).isin(set(key(real))), dtype=bool)
 
 
