@@ -284,6 +284,10 @@ class AutoregressiveGenerator(TableGenerator):
                     if ess >= n or len(lw) >= self.max_proposals_per_row * n:
                         break
                 log.info("conditioned sample: %d proposals, effective sample size %.0f for %d rows", len(lw), ess, n)
+                if ess < n:
+                    log.warning("conditioned sample: effective sample size %.0f < %d rows after %d proposals; rows "
+                                "repeat proposals (less diverse): train longer, or put the conditioned column "
+                                "first in the table", ess, n, len(lw))
                 cum = np.cumsum(w / w.sum())
                 pick = np.minimum(np.searchsorted(cum, (rng.random() + np.arange(n)) / n), len(lw) - 1)
                 tokens = torch.cat(parts)[torch.from_numpy(rng.permutation(pick))]
