@@ -78,6 +78,8 @@ def test_parse_conditions_reads_equalities_and_ranges():
     assert c == {"Class": "1", "Amount": Range("100", None, False), "age": Range("18", "40", False, True),
                  "sex": "Male"}
     assert parse_conditions("") == {} and parse_conditions(None) == {}
+    # the first operator wins, so a value may start with one: Adult's labels
+    assert parse_conditions("income=>50K,other=<=50K") == {"income": ">50K", "other": "<=50K"}
     assert parse_conditions(format_conditions(c)) == c
 
 
