@@ -232,6 +232,17 @@ def markdown(summary: pd.DataFrame, infos: dict, args, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def write_results(results: dict, args, seconds: float, done: bool) -> None:
+    rows = [r for res in results.values() for r in res["rows"]]
+    text = markdown(summarise(rows), {k: v["info"] for k, v in results.items()}, args, seconds)
+    if not done:
+        text = text.replace("# Augmentation benchmark (issue 16)", "# Augmentation benchmark (issue 16) — PARTIAL", 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"results": results, "argv": sys.argv[1:]}, indent=1,
+                                                        default=float))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", type=Path, default=ROOT / "data" / "raw")
@@ -245,22 +256,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     start = time.perf_counter()
     params = {"epochs": args.generator_epochs}
-    results = {}
+    runs = []
     if args.only in (None, "ulb"):
-        train, test, target = load_ulb(args.raw, args.ulb_majority, seed=0)
-        results["ULB credit card (time split)"] = run_dataset("ULB", train, test, target, 1, args.seeds, params)
+        runs.append(("ULB credit card (time split)", "ULB", lambda: load_ulb(args.raw, args.ulb_majority, seed=0), 1))
     if args.only in (None, "adult"):
         for share in args.adult_shares:
-            train, test, target = load_adult(args.raw, share, seed=0)
-            results[f"Adult, positives {share:.0%}"] = run_dataset(f"Adult {share:.0%}", train, test, target, ">50K",
-                                                                   args.seeds, params)
-    rows = [r for res in results.values() for r in res["rows"]]
-    summary = summarise(rows)
-    seconds = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(summary, {k: v["info"] for k, v in results.items()}, args, seconds))
-    args.out.with_suffix(".json").write_text(json.dumps({"results": results, "argv": sys.argv[1:]}, indent=1,
-                                                        default=float))
+            runs.append((f"Adult, positives {share:.0%}", f"Adult {share:.0%}",
+                         lambda share=share: load_adult(args.raw, share, seed=0), ">50K"))
+    results = {}
+    for title, short, load, positive in runs:
+        train, test, target = load()
+        results[title] = run_dataset(short, train, test, target, positive, args.seeds, params)
+        # written after every data set, so an interrupted run keeps what it finished
+        write_results(results, args, time.perf_counter() - start, done=len(results) == len(runs))
     print(args.out.read_text())
     return 0
 
