@@ -10,12 +10,14 @@ frame: ids are generated fresh at sampling time (never copied), constants are fi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from generators.conditions import Range
 from generators.errors import ConditionError, ModelFormatError
 from generators.schema import TableSchema
 
@@ -177,7 +179,13 @@ class TableCodec:
 
     # --------------------------------------------------------- conditions
     def check_conditions(self, conditions: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Validate conditions against the fitted columns; return them coerced to the output's types."""
+        """Validate conditions against the fitted columns; return them coerced to the output's types.
+
+        A value means equality (categorical, boolean, integer columns, or null); a `generators.conditions.Range`
+        bounds a numeric, integer or datetime column. ConditionError (one line, naming the way out) for an unknown
+        column, an id column, a value the model never saw, a range on a categorical, or a range that is empty or
+        outside the training range.
+        """
         if not conditions:
             return {}
         if not isinstance(conditions, Mapping):
@@ -190,6 +198,9 @@ class TableCodec:
             kind = st["kind"]
             if kind == "id":
                 raise ConditionError(f"cannot condition on id column {col!r}: ids are generated fresh")
+            if isinstance(value, Range):
+                out[col] = self._check_range(col, value)
+                continue
             if _isna(value):
                 if not st["nullable"] or not (st.get("has_null") or False):
                     raise ConditionError(f"condition {col}=null is impossible: the model never produces nulls there")
@@ -207,11 +218,78 @@ class TableCodec:
                 v = _coerce(kind, value, col)
                 if not st["min"] <= v <= st["max"]:
                     raise ConditionError(f"condition {col}={v} is impossible: the data ranges from "
-                                         f"{int(st['min'])} to {int(st['max'])}")
+                                         f"{int(st['min'])} to {int(st['max'])}; pick a value in that range")
                 out[col] = v
             else:
                 raise ConditionError(f"cannot condition on continuous column {col!r} ({kind}) by equality; "
-                                     "condition on a categorical, boolean or integer column")
+                                     f"give a range instead ({col}>=a,{col}<=b)")
+        return out
+
+    def _check_range(self, col: str, r: Range) -> Range:
+        """A range on one column with typed bounds; ConditionError when it cannot hold for any sampled value."""
+        st = self.columns[col]
+        kind = st["kind"]
+        if kind not in ("numeric", "integer", "datetime"):
+            raise ConditionError(f"cannot put a range on {kind} column {col!r}; condition on one of its values "
+                                 f"({col}=value)")
+        low = None if r.low is None else _coerce(kind, r.low, col, whole=False)
+        high = None if r.high is None else _coerce(kind, r.high, col, whole=False)
+        if kind == "datetime":  # naive UTC, as decoded tables hold them
+            low, high = (None if b is None else _from_model_float(kind, _as_model_float(kind, b)) for b in (low, high))
+        typed = Range(low, high, r.low_inclusive, r.high_inclusive)
+        shown = typed.to_text(col)
+        if typed.is_empty():
+            raise ConditionError(f"condition {shown} is impossible: the range is empty; widen it")
+        if st.get("constant"):
+            have = _decode_scalar(kind, st["value"])
+            if not typed.contains(have):
+                raise ConditionError(f"condition {shown} is impossible: the column is always {have!r}")
+            return typed
+        lo, hi = st["min"], st["max"]
+        flo = None if low is None else _as_model_float(kind, low)
+        fhi = None if high is None else _as_model_float(kind, high)
+        seen = Range(flo, fhi, r.low_inclusive, r.high_inclusive).intersect(Range(lo, hi))
+        if kind == "integer" and not seen.is_empty():
+            a = math.ceil(seen.low) + (1 if not seen.low_inclusive and seen.low == math.ceil(seen.low) else 0)
+            b = math.floor(seen.high) - (1 if not seen.high_inclusive and seen.high == math.floor(seen.high) else 0)
+            empty = a > b
+        else:
+            empty = seen.is_empty()
+        if empty:
+            span = (f"{_decode_scalar(kind, _from_model_float(kind, lo))} to "
+                    f"{_decode_scalar(kind, _from_model_float(kind, hi))}")
+            raise ConditionError(f"condition {shown} is impossible: the training data of {col!r} ranges from {span}; "
+                                 "give a range that overlaps it")
+        return typed
+
+    def model_constraints(self, conditions: Mapping[str, Any]) -> dict[str, Any]:
+        """Checked conditions as constraints on model columns: {model column: code (int) or Range of floats}.
+
+        Equality on a categorical is its code; a range (or integer equality) on a numeric column is a Range in
+        model units (datetimes in seconds) plus code 0 of its `__null` column; null is code 1 of `__null` (or a
+        categorical's null code). Constant columns need no constraint.
+        """
+        out: dict[str, Any] = {}
+        for col, v in conditions.items():
+            st = self.columns[col]
+            kind = st["kind"]
+            if st.get("constant"):
+                continue
+            if "categories" in st:
+                if v is None:
+                    out[col] = len(st["categories"])
+                else:
+                    out[col] = next(i for i, c in enumerate(st["categories"]) if _key(c) == _key(_native(v)))
+                continue
+            if v is None:
+                out[col + NULL_SUFFIX] = 1
+                continue
+            if st["has_null"]:
+                out[col + NULL_SUFFIX] = 0
+            r = v if isinstance(v, Range) else Range(v, v)
+            out[col] = Range(None if r.low is None else _as_model_float(kind, r.low),
+                             None if r.high is None else _as_model_float(kind, r.high),
+                             r.low_inclusive, r.high_inclusive)
         return out
 
     def to_dict(self) -> dict:
@@ -228,11 +306,18 @@ class TableCodec:
 
 
 def matches(table: pd.DataFrame, conditions: Mapping[str, Any]) -> np.ndarray:
-    """Boolean mask of rows of a decoded table meeting every condition."""
+    """Boolean mask of rows of a decoded table meeting every (checked) condition: a value, None or a Range."""
     mask = np.ones(len(table), dtype=bool)
     for col, v in conditions.items():
         s = table[col]
-        mask &= np.asarray(s.isna() if v is None else (s == v).fillna(False), dtype=bool)
+        if v is None:
+            hit = s.isna()
+        elif isinstance(v, Range):
+            hit = pd.Series(v.contains(s), index=s.index)
+            hit = hit.astype("boolean").fillna(False) & s.notna()
+        else:
+            hit = (s == v).fillna(False)
+        mask &= np.asarray(hit, dtype=bool)
     return mask
 
 
@@ -341,8 +426,29 @@ def _constant_series(kind: str, v: Any, n: int) -> Any:
     return pd.Series([v] * n, dtype=object).to_numpy()
 
 
-def _coerce(kind: str, value: Any, col: str) -> Any:
+def _as_model_float(kind: str, v: Any) -> float:
+    """A typed scalar in model units (datetimes: seconds since the epoch, naive UTC)."""
+    if kind == "datetime":
+        ts = pd.Timestamp(v)
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert("UTC").tz_localize(None)
+        return ts.as_unit("ns").value / 1e9
+    return float(v)
+
+
+def _from_model_float(kind: str, x: float) -> Any:
+    if kind == "datetime":
+        return pd.Timestamp(int(round(x * 1e9)))
+    return x
+
+
+def _coerce(kind: str, value: Any, col: str, whole: bool = True) -> Any:
     try:
+        if kind == "integer" and not whole:  # a range bound on an integer column may fall between integers
+            f = float(value)
+            if not np.isfinite(f):
+                raise ValueError("not a finite number")
+            return int(f) if f == int(f) else f
         if kind == "integer":
             f = float(value)
             if not np.isfinite(f):

@@ -40,6 +40,10 @@ class ConditionUnreachableError(ConditionError):
     """Rejection sampling could not reach the requested number of rows matching the conditions."""
 
 
+class RejectionSamplingWarning(UserWarning):
+    """Conditional sampling fell back to rejection: the model cannot condition natively on these columns."""
+
+
 class ModelFormatError(GeneratorError, shared.ModelFormatError, ValueError):
     """A saved model directory that is missing, corrupt, or written by an incompatible format."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -10,8 +11,10 @@ import pandas as pd
 
 from generators.base import Generator, check_count
 from generators.codec import ModelColumn, TableCodec, matches
+from generators.conditions import format_conditions
 from generators.data import TableData, kind_of
-from generators.errors import ConditionUnreachableError, GeneratorError, InvalidDataError, ModelFormatError
+from generators.errors import (ConditionUnreachableError, GeneratorError, InvalidDataError, ModelFormatError,
+                               RejectionSamplingWarning)
 from generators.schema import TableSchema, as_schema
 
 
@@ -60,7 +63,9 @@ class TableGenerator(Generator):
                conditions: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Draw n synthetic rows; same fitted model + same seed => same rows.
 
-        `conditions` ({column: value}) keeps only rows with those values, drawn by rejection; raises
+        `conditions` ({column: value or generators.conditions.Range}) are met by every row. A model that can
+        condition natively (see `conditioning_method`) samples them directly at about the cost of an unconditional
+        sample; otherwise rows are drawn by rejection, with a RejectionSamplingWarning, and
         ConditionUnreachableError when `max_rejection_draws` rows do not yield n matches.
         """
         self._require_fitted()
@@ -69,9 +74,34 @@ class TableGenerator(Generator):
         rng = np.random.default_rng(seed)
         if not conds:
             table = self.codec_.decode(self._draw(n, rng))
+        elif self._is_native(conds):
+            table = self._draw_native(n, rng, conds)
         else:
+            warnings.warn(RejectionSamplingWarning(
+                f"{type(self).__name__} cannot condition on {format_conditions(conds)} natively; sampling by "
+                "rejection (slow for rare values)"), stacklevel=2)
             table = self._draw_matching(n, rng, conds)
         return self.codec_.add_ids(table, rng)
+
+    def conditioning_method(self, conditions: Mapping[str, Any] | None) -> str:
+        """How `sample` would meet these conditions: "none", "native" or "rejection" (checks them; samples nothing)."""
+        self._require_fitted("check conditions")
+        conds = self.codec_.check_conditions(conditions)
+        if not conds:
+            return "none"
+        return "native" if self._is_native(conds) else "rejection"
+
+    def _is_native(self, conds: dict[str, Any]) -> bool:
+        constraints = self.codec_.model_constraints(conds)
+        return not constraints or self._can_condition(constraints)
+
+    def _can_condition(self, constraints: dict[str, Any]) -> bool:
+        """Whether `_sample_conditioned` can meet these model-column constraints (a code or a Range each)."""
+        return False
+
+    def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict[str, Any]) -> pd.DataFrame:
+        """A model frame of n rows drawn from the model's distribution given the constraints."""
+        raise NotImplementedError
 
     def _draw(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         if not self.model_columns_:
@@ -81,6 +111,25 @@ class TableGenerator(Generator):
             raise AssertionError(f"{type(self).__name__}._sample returned {len(frame)} rows, not {n}")
         return frame
 
+    def _draw_native(self, n: int, rng: np.random.Generator, conds: dict[str, Any]) -> pd.DataFrame:
+        """Rows drawn under the constraints; the decoded rows are checked, and the rare row that decoding moved
+        out of a range (rounding at its edge) is drawn again."""
+        constraints = self.codec_.model_constraints(conds)
+        if not constraints:
+            return self.codec_.decode(self._draw(n, rng))
+        kept: list[pd.DataFrame] = []
+        found = 0
+        for _ in range(20):
+            frame = self._sample_conditioned(max(n - found, 16), rng, constraints)
+            table = self.codec_.decode(frame)
+            hit = table[matches(table, conds)]
+            kept.append(hit)
+            found += len(hit)
+            if found >= n:
+                return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+        raise ConditionUnreachableError(f"{type(self).__name__} drew only {found} of {n} rows meeting "
+                                        f"{format_conditions(conds)} natively; widen the range")
+
     def _draw_matching(self, n: int, rng: np.random.Generator, conds: dict[str, Any]) -> pd.DataFrame:
         kept: list[pd.DataFrame] = []
         found = drawn = 0
@@ -88,8 +137,8 @@ class TableGenerator(Generator):
         while found < n:
             if drawn >= self.max_rejection_draws:
                 raise ConditionUnreachableError(
-                    f"only {found} of {n} rows matched {conds} after drawing {drawn} rows; the condition is too "
-                    "rare for this model: ask for fewer rows or train on data with more such rows")
+                    f"only {found} of {n} rows matched {format_conditions(conds)} after drawing {drawn} rows; the "
+                    "condition is too rare for this model: ask for fewer rows or train on data with more such rows")
             batch = min(batch, self.max_rejection_draws - drawn)
             table = self.codec_.decode(self._draw(batch, rng))
             hit = table[matches(table, conds)]

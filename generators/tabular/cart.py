@@ -75,6 +75,42 @@ class CARTGenerator(TableGenerator):
         return pd.DataFrame({c.name: (X[:, j].astype(np.int64) if c.type == "categorical" else X[:, j])
                              for j, c in enumerate(self.model_columns_)})
 
+    def _can_condition(self, constraints: dict) -> bool:
+        # trees of later columns split on earlier ones only: conditions on a prefix of the column order are exact
+        index = [j for j, c in enumerate(self.model_columns_) if c.name in constraints]
+        return index == list(range(len(index)))
+
+    def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict) -> pd.DataFrame:
+        """Conditioned columns (a prefix of the order) drawn from the leaf values that meet them, each row
+        weighted by the share of its leaf that does; the rest drawn as usual; rows resampled by weight."""
+        m = len(self.model_columns_)
+        X = np.zeros((n, m))
+        log_w = np.zeros(n)
+        for j, t in enumerate(self.trees_):
+            leaves = tree_leaves(X[:, :max(j, 1)], t["left"], t["right"], t["feature"], t["threshold"])
+            start, count = t["start"][leaves], t["count"][leaves]
+            cond = constraints.get(self.model_columns_[j].name)
+            if cond is None:
+                pick = start + np.floor(rng.random(n) * count).astype(np.int64)
+            else:
+                v = t["values"]
+                ok = (v == cond) if isinstance(cond, int) else np.asarray(cond.contains(v), dtype=bool)
+                ranks = np.concatenate([[0], np.cumsum(ok)])
+                hits = ranks[start + count] - ranks[start]
+                with np.errstate(divide="ignore"):
+                    log_w += np.log(hits / count)
+                r = ranks[start] + np.floor(rng.random(n) * np.maximum(hits, 1)).astype(np.int64)
+                pick = np.clip(np.searchsorted(ranks, r + 1, side="left") - 1, 0, len(v) - 1)
+            X[:, j] = t["values"][pick]
+        if (log_w != log_w[0]).any():
+            if not np.isfinite(log_w).any():
+                return pd.DataFrame({c.name: np.zeros(0) for c in self.model_columns_})
+            w = np.exp(log_w - log_w.max())
+            cum = np.cumsum(w / w.sum())
+            X = X[rng.permutation(np.minimum(np.searchsorted(cum, (rng.random() + np.arange(n)) / n), n - 1))]
+        return pd.DataFrame({c.name: (X[:, j].astype(np.int64) if c.type == "categorical" else X[:, j])
+                             for j, c in enumerate(self.model_columns_)})
+
     def _get_state(self):
         arrays = {f"tree{j}.{k}": v for j, t in enumerate(self.trees_) for k, v in t.items()}
         return {"n_trees": len(self.trees_)}, arrays

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from generators.base import check_array_keys, take_array
 from generators.codec import ModelColumn
@@ -85,6 +85,121 @@ class GMMGenerator(TableGenerator):
         for k in range(len(self.weights_)):
             idx = comp == k
             Z[idx] = self.means_[k] + eps[idx] @ self.cholesky_[k].T
+        return self._decode(Z)
+
+    def _blocks(self) -> list[slice]:
+        out, pos = [], 0
+        for c in self.model_columns_:
+            width = c.n_categories if c.type == "categorical" else 1
+            out.append(slice(pos, pos + width))
+            pos += width
+        return out
+
+    def _can_condition(self, constraints: dict) -> bool:
+        # categorical values restrict the components; at most one range (a truncated normal, or checked per draw)
+        return sum(not isinstance(v, int) for v in constraints.values()) <= 1
+
+    def _z_event(self, constraints: dict) -> tuple[dict[int, int], tuple | None]:
+        """The conditions in z-space: {model column: code} for categoricals, (coordinate, za, zb) for the range."""
+        blocks = self._blocks()
+        codes, span = {}, None
+        for j, c in enumerate(self.model_columns_):
+            cond = constraints.get(c.name)
+            if cond is None:
+                continue
+            if isinstance(cond, int):
+                codes[j] = cond
+                continue
+            za, zb = self._z_span(self.quantiles_[j], cond)
+            span = (blocks[j].start, za, zb)
+        return codes, span
+
+    def _z_span(self, q: np.ndarray, cond) -> tuple[float, float]:
+        """The normal scores [za, zb] whose decoded value (np.interp(z, levels, q), flat over repeated quantiles
+        and clamped beyond them) lies in the range."""
+        levels = self._levels
+        za, zb = -np.inf, np.inf
+        if cond.low is not None:
+            i = int(np.searchsorted(q, cond.low, side="left" if cond.low_inclusive else "right"))
+            if i >= len(q):
+                za = np.inf
+            elif i > 0:
+                za = levels[i - 1] + (cond.low - q[i - 1]) / (q[i] - q[i - 1]) * (levels[i] - levels[i - 1])
+        if cond.high is not None:
+            i = int(np.searchsorted(q, cond.high, side="right" if cond.high_inclusive else "left")) - 1
+            if i < 0:
+                zb = -np.inf
+            elif i < len(q) - 1:
+                zb = levels[i] + (cond.high - q[i]) / (q[i + 1] - q[i]) * (levels[i + 1] - levels[i])
+        return float(za), float(zb)
+
+    def _meets(self, Z: np.ndarray, codes: dict[int, int], span: tuple | None) -> np.ndarray:
+        blocks = self._blocks()
+        ok = np.ones(len(Z), dtype=bool)
+        for j, code in codes.items():
+            ok &= Z[:, blocks[j]].argmax(axis=1) == code
+        if span is not None:
+            ok &= (Z[:, span[0]] >= span[1]) & (Z[:, span[0]] <= span[2])
+        return ok
+
+    def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict) -> pd.DataFrame:
+        """The mixture restricted to the conditions: each component weighted by the chance its draws meet them,
+        then draws from the chosen components that meet them. A category is the argmax of its one-hot block, so
+        a component's chance is estimated from 4,096 of its draws; a lone range is exact (a truncated normal)."""
+        codes, span = self._z_event(constraints)
+        k_all, d = self.means_.shape
+        if not codes:
+            return self._decode(self._truncated(n, rng, *span))
+        chance = np.empty(k_all)
+        for k in range(k_all):
+            probe = self.means_[k] + rng.standard_normal((4096, d)) @ self.cholesky_[k].T
+            chance[k] = self._meets(probe, codes, span).mean()
+        post = self.weights_ * chance
+        if post.sum() == 0:
+            return self._decode(np.zeros((0, d)))
+        comp = rng.choice(k_all, size=n, p=post / post.sum())
+        Z = np.empty((n, d))
+        filled = np.zeros(n, dtype=bool)
+        for k in np.unique(comp):
+            idx = np.flatnonzero(comp == k)
+            size = int(len(idx) / chance[k] * 1.3) + 16
+            draws = self.means_[k] + rng.standard_normal((size, d)) @ self.cholesky_[k].T
+            hits = draws[self._meets(draws, codes, span)][: len(idx)]
+            Z[idx[: len(hits)]] = hits
+            filled[idx[: len(hits)]] = True
+        return self._decode(Z[filled])  # the few rows short are drawn again by the caller
+
+    def _truncated(self, n: int, rng: np.random.Generator, coord: int, za: float, zb: float) -> np.ndarray:
+        """Draws of the mixture given one coordinate in [za, zb]: components weighted by their mass there, the
+        coordinate from its truncated normal, the others from their Gaussian given it."""
+        k_all, d = self.means_.shape
+        covs = [self.cholesky_[k] @ self.cholesky_[k].T for k in range(k_all)]
+        sd = np.sqrt([c[coord, coord] for c in covs])
+        mu = self.means_[:, coord]
+        mass = ndtr((zb - mu) / sd) - ndtr((za - mu) / sd)
+        post = self.weights_ * mass
+        if not post.sum() > 0:
+            return np.zeros((0, d))
+        comp = rng.choice(k_all, size=n, p=post / post.sum())
+        Z = np.empty((n, d))
+        other = np.delete(np.arange(d), coord)
+        for k in np.unique(comp):
+            idx = np.flatnonzero(comp == k)
+            lo, hi = ndtr((za - mu[k]) / sd[k]), ndtr((zb - mu[k]) / sd[k])
+            u = lo + rng.random(len(idx)) * (hi - lo)
+            z = np.clip(mu[k] + sd[k] * ndtri(np.clip(u, 1e-300, 1 - 1e-16)), za, zb)
+            Z[idx, coord] = z
+            if not len(other):
+                continue
+            c = covs[k]
+            gain = c[other, coord] / c[coord, coord]
+            cov = c[np.ix_(other, other)] - np.outer(gain, c[coord, other])
+            chol = np.linalg.cholesky((cov + cov.T) / 2 + 1e-9 * np.eye(len(other)))
+            Z[np.ix_(idx, other)] = (self.means_[k, other] + np.outer(z - mu[k], gain)
+                                     + rng.standard_normal((len(idx), len(other))) @ chol.T)
+        return Z
+
+    def _decode(self, Z: np.ndarray) -> pd.DataFrame:
         out, pos = {}, 0
         for j, c in enumerate(self.model_columns_):
             if c.type == "categorical":

@@ -12,8 +12,9 @@ import pandas as pd
 
 from generators.base import check_array_keys, take_array, torch_generator
 from generators.codec import ModelColumn
-from generators.errors import ModelFormatError
-from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens, tokens_to_numeric
+from generators.errors import ConditionError, ModelFormatError
+from generators.tabular.autoregressive.tokens import (fit_numeric_tokens, numeric_to_tokens, range_token_weights,
+                                                      tokens_to_numeric)
 from generators.tabular.base import TableGenerator
 
 log = logging.getLogger("generators.autoregressive")
@@ -38,9 +39,21 @@ class AutoregressiveGenerator(TableGenerator):
     A numeric value is drawn uniformly inside its sampled bin, so samples follow a smooth distribution instead of
     re-using real values. Training stops early when the loss on a held-back validation share stops improving
     for `patience` epochs; the best epoch's weights are kept.
+
+    Native conditioning: in `condition_share` of the training rows a random subset of columns is "given" (moved
+    to the front of the generation order: every other column sees them, they see only the given columns before
+    them), so the network also learns p(x_j | x_given, x_<j). `sample(conditions=...)` then generates the
+    conditioned columns first (a value is forced, a range samples among the tokens it covers, weighted by the
+    share covered, and draws the value inside the bin truncated to the range) and the rest after them: one
+    pass, the cost of an unconditional sample. A model saved before this was trained has condition share 0 and
+    conditions natively only on a prefix of its column order (rejection otherwise).
     """
 
     name = "autoregressive"
+    # share of training rows with a random set of columns generated first (what native conditioning learns from)
+    condition_share: float = 0.5
+    # cap on proposals drawn per conditioned row for importance resampling (see `_sample_conditioned`)
+    max_proposals_per_row: int = 16
 
     def __init__(self, *, epochs: int = 60, batch_size: int = 512, hidden: int = 64, embedding_dim: int = 8,
                  max_bins: int = 32, learning_rate: float = 1e-3, weight_decay: float = 0.0, dropout: float = 0.0,
@@ -110,6 +123,8 @@ class AutoregressiveGenerator(TableGenerator):
                     net.b3[j, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
             opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
             g = torch_generator(rng)
+            # validation scores what training optimises, conditioned rows included (one fixed draw of given sets)
+            val_given = self._given_columns(val.shape, torch_generator(np.random.default_rng(self.seed + 1)))
             best, best_state, stale = math.inf, None, 0
             self.history_ = []
             start = time.perf_counter()
@@ -119,7 +134,7 @@ class AutoregressiveGenerator(TableGenerator):
                 total = 0.0
                 for i in range(0, len(train), self.batch_size):
                     batch = train[order[i:i + self.batch_size]]
-                    loss = self._loss(net, batch)
+                    loss = self._loss(net, batch, self._given_columns(batch.shape, g))
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -127,7 +142,8 @@ class AutoregressiveGenerator(TableGenerator):
                 train_loss = total / len(train)
                 net.eval()
                 with torch.no_grad():
-                    val_loss = (sum(self._loss(net, val[i:i + 4096]).item() * len(val[i:i + 4096])
+                    val_loss = (sum(self._loss(net, val[i:i + 4096], None if val_given is None else
+                                               val_given[i:i + 4096]).item() * len(val[i:i + 4096])
                                     for i in range(0, len(val), 4096)) / len(val)) if n_val else train_loss
                 self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
                 log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, self.epochs, train_loss,
@@ -145,6 +161,24 @@ class AutoregressiveGenerator(TableGenerator):
                 self._calibrate_marginals(net, tokens, g)
         self.net_ = net
         self.epochs_run_ = len(self.history_)
+        self.condition_share_ = float(self.condition_share)
+
+    def _given_columns(self, shape: tuple, g):
+        """Per training row, the columns generated first: none in 1 - condition_share of the rows; else, half the
+        time one or two random columns (what a `--where` usually names), half the time each column with a
+        probability drawn uniformly per row (large sets too)."""
+        import torch
+
+        if not self.condition_share:
+            return None
+        b, m = shape
+        on = torch.rand(b, 1, generator=g) < self.condition_share
+        small = torch.rand(b, 1, generator=g) < 0.5
+        size = 1 + (torch.rand(b, 1, generator=g) < 0.5).long()
+        ranks = torch.rand(b, m, generator=g).argsort(dim=1).argsort(dim=1)
+        share = torch.rand(b, 1, generator=g)
+        chosen = torch.where(small, ranks < size, torch.rand(b, m, generator=g) < share)
+        return chosen & on
 
     @staticmethod
     def _calibrate_marginals(net, tokens, g, n_rows: int = 20000, rounds: int = 2) -> None:
@@ -169,10 +203,10 @@ class AutoregressiveGenerator(TableGenerator):
                 sampled[:, j] = torch.multinomial(probs, 1, generator=g)[:, 0]
 
     @staticmethod
-    def _loss(net, batch):
+    def _loss(net, batch, given=None):
         import torch.nn.functional as F
 
-        logits = net(batch)  # (m, B, vmax)
+        logits = net(batch, given)  # (m, B, vmax)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1)) * batch.shape[1]
 
     # ------------------------------------------------------------ sample
@@ -195,13 +229,119 @@ class AutoregressiveGenerator(TableGenerator):
                            else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng, self.integral_[j]))
         return pd.DataFrame(out)
 
+    def _can_condition(self, constraints: dict) -> bool:
+        if self.condition_share_ > 0:
+            return True
+        # without conditioned training only a prefix of the column order is exact: earlier columns would ignore it
+        index = [j for j, c in enumerate(self.model_columns_) if c.name in constraints]
+        return index == list(range(len(index)))
+
+    def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict) -> pd.DataFrame:
+        """Conditioned columns first, then the rest; then importance resampling to the model's own joint.
+
+        The given-first network is a proposal q learned from fewer rows than the column-order chain p, so
+        proposals are drawn (2n at a time, until their effective sample size reaches n or
+        `max_proposals_per_row` * n were drawn) and n of them are resampled with weights p(x) / q(x) (p read in
+        one teacher-forced pass): the result follows the model's joint restricted to the conditions, what
+        rejection sampling would return, at a few times the cost of an unconditional sample instead of
+        1 / P(condition) times. Conditions on a prefix of the column order need no correction (q = p there).
+        """
+        import torch
+
+        g = torch_generator(rng)
+        m = len(self.model_columns_)
+        given = torch.tensor([c.name in constraints for c in self.model_columns_])
+        index = [j for j in range(m) if given[j]]
+        order = index + [j for j in range(m) if not given[j]]
+        seen = self.net_.context_masks(given[None, :])[:, 0, :]
+        weights = {}
+        for j, c in enumerate(self.model_columns_):
+            r = constraints.get(c.name)
+            if r is not None and not isinstance(r, int):
+                w = range_token_weights(self.atoms_[j], self.edges_[j], self.integral_[j], r.low, r.high,
+                                        r.low_inclusive, r.high_inclusive)
+                if not w.any():
+                    raise ConditionError(f"condition on {c.name!r} falls between the values the model can draw; "
+                                         "widen the range")
+                weights[j] = torch.from_numpy(w).double()
+        exact = index == list(range(len(index)))
+        with torch.no_grad(), _threads(self.num_threads):
+            if exact:
+                tokens, _ = self._propose(n, order, constraints, weights, seen, g)
+            else:
+                # proposals in rounds of 2n until the effective sample size reaches n (or the cap)
+                parts, log_w = [], []
+                while True:
+                    proposals, log_q = self._propose(2 * n, order, constraints, weights, seen, g)
+                    log_p = self._log_likelihood(proposals)
+                    for j, cover in weights.items():
+                        log_p += torch.log(cover[proposals[:, j]])
+                    parts.append(proposals)
+                    log_w.append((log_p - log_q).numpy())
+                    lw = np.concatenate(log_w)
+                    w = np.exp(lw - lw.max())
+                    ess = w.sum() ** 2 / (w ** 2).sum()
+                    if ess >= n or len(lw) >= self.max_proposals_per_row * n:
+                        break
+                log.info("conditioned sample: %d proposals, effective sample size %.0f for %d rows", len(lw), ess, n)
+                if ess < n:
+                    log.warning("conditioned sample: effective sample size %.0f < %d rows after %d proposals; rows "
+                                "repeat proposals (less diverse): train longer, or put the conditioned column "
+                                "first in the table", ess, n, len(lw))
+                cum = np.cumsum(w / w.sum())
+                pick = np.minimum(np.searchsorted(cum, (rng.random() + np.arange(n)) / n), len(lw) - 1)
+                tokens = torch.cat(parts)[torch.from_numpy(rng.permutation(pick))]
+        tok = tokens.numpy()
+        out = {}
+        for j, c in enumerate(self.model_columns_):
+            r = constraints.get(c.name)
+            bounds = None if r is None or isinstance(r, int) else (r.low, r.high, r.low_inclusive, r.high_inclusive)
+            out[c.name] = (tok[:, j].astype(np.int64) if c.type == "categorical"
+                           else tokens_to_numeric(tok[:, j], self.atoms_[j], self.edges_[j], rng, self.integral_[j],
+                                                  bounds))
+        return pd.DataFrame(out)
+
+    def _propose(self, n: int, order: list[int], constraints: dict, weights: dict, seen, g):
+        """n rows of tokens drawn in `order` (given columns first) and their log proposal probabilities."""
+        import torch
+
+        m = len(self.model_columns_)
+        tokens = torch.zeros((n, m), dtype=torch.long)
+        log_q = torch.zeros(n, dtype=torch.float64)
+        for start in range(0, n, 65536):
+            chunk, lq = tokens[start:start + 65536], log_q[start:start + 65536]
+            for j in order:
+                code = constraints.get(self.model_columns_[j].name)
+                if isinstance(code, int):
+                    chunk[:, j] = code
+                    continue
+                probs = torch.softmax(self.net_.column_logits(chunk, j, seen[j]).double(), dim=1)
+                if j in weights:
+                    probs = probs * weights[j]
+                    probs = probs / probs.sum(dim=1, keepdim=True)
+                pick = torch.multinomial(probs, 1, generator=g)
+                chunk[:, j] = pick[:, 0]
+                lq += torch.log(probs.gather(1, pick)[:, 0])
+        return tokens, log_q
+
+    def _log_likelihood(self, tokens) -> "torch.Tensor":
+        """log p(row) under the column-order chain, per row (float64)."""
+        import torch
+
+        out = torch.empty(len(tokens), dtype=torch.float64)
+        for start in range(0, len(tokens), 4096):
+            chunk = tokens[start:start + 4096]
+            logp = torch.log_softmax(self.net_(chunk).double(), dim=2)  # (m, B, vmax)
+            out[start:start + 4096] = logp.gather(2, chunk.T[:, :, None])[:, :, 0].sum(0)
+        return out
+
     # ------------------------------------------------------- persistence
     def _get_state(self):
         arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
         for j in self.atoms_:
             arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
         return {"numeric": sorted(self.atoms_), "integral": [self.integral_[j] for j in sorted(self.atoms_)],
-                "history": self.history_}, arrays
+                "history": self.history_, "condition_share": self.condition_share_}, arrays
 
     def _set_state(self, state, arrays):
         import torch
@@ -216,6 +356,10 @@ class AutoregressiveGenerator(TableGenerator):
             raise ModelFormatError("state 'integral' must hold one true/false per numeric column")
         if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
             raise ModelFormatError("state 'history' must be a list of epoch records")
+        share = state.get("condition_share", 0.0)  # absent in models saved before native conditioning
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ModelFormatError("state 'condition_share' must be a number from 0 to 1")
+        self.condition_share_ = float(share)
         if self.num_threads is not None and not 1 <= self.num_threads <= 256:
             raise ModelFormatError(f"param num_threads={self.num_threads} is outside 1..256")
         self.atoms_, self.edges_ = {}, {}

@@ -36,17 +36,34 @@ class ColumnwiseAutoregressiveNet(nn.Module):
     def _context(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.embed(tokens + self.offsets).flatten(1)  # (B, m*e)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (m, B, vmax) for every column given the true earlier columns (teacher forcing)."""
+    def context_masks(self, given: torch.Tensor) -> torch.Tensor:
+        """Which columns each column sees, per row: (m, B, m*e) from `given` (B, m), the columns sampled first.
+
+        Rows are generated in the order: given columns (in column order), then the others (in column order). So
+        a given column j sees the given columns before it; any other column sees the columns before it and every
+        given column. With nothing given this is the plain prefix mask.
+        """
+        e = self.prefix_mask.shape[1] // len(self.vocab_sizes)
+        prefix = self.prefix_mask[:, ::e] > 0  # (m, m): column j sees column k < j
+        g = given[None, :, :]  # (1, B, m)
+        own = given.T[:, :, None]  # (m, B, 1): is column j itself given in that row
+        seen = torch.where(own, prefix[:, None, :] & g, prefix[:, None, :] | g)
+        return seen.repeat_interleave(e, dim=2).to(self.prefix_mask.dtype)
+
+    def forward(self, tokens: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (m, B, vmax) for every column given the true earlier columns (teacher forcing); `given` (B, m)
+        marks per row the columns generated first (see `context_masks`)."""
         ctx = self._context(tokens)
-        x = ctx.unsqueeze(0) * self.prefix_mask[:, None, :]  # (m, B, m*e)
+        mask = self.prefix_mask[:, None, :] if given is None else self.context_masks(given)
+        x = ctx.unsqueeze(0) * mask  # (m, B, m*e)
         h = self.dropout(torch.relu(torch.baddbmm(self.b1[:, None, :], x, self.w1)))
         h = self.dropout(torch.relu(torch.baddbmm(self.b2[:, None, :], h, self.w2)))
         return torch.baddbmm(self.b3[:, None, :], h, self.w3) + self.logit_pad[:, None, :]
 
-    def column_logits(self, tokens: torch.Tensor, j: int) -> torch.Tensor:
-        """Logits (B, vocab_j) of column j given tokens whose columns < j are filled."""
-        x = self._context(tokens) * self.prefix_mask[j]
+    def column_logits(self, tokens: torch.Tensor, j: int, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, vocab_j) of column j given tokens whose columns < j are filled; `seen` (m*e,) replaces the
+        prefix mask when other columns were generated first."""
+        x = self._context(tokens) * (self.prefix_mask[j] if seen is None else seen)
         h = torch.relu(x @ self.w1[j] + self.b1[j])
         h = torch.relu(h @ self.w2[j] + self.b2[j])
         return (h @ self.w3[j] + self.b3[j])[:, : self.vocab_sizes[j]]
