@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -77,6 +78,10 @@ def dashboard_env(settings) -> dict[str, str]:
     return env
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_dashboard(args, settings) -> CommandResult:
     host = args.host
     if not is_loopback(host) and not args.allow_remote:
@@ -99,6 +104,7 @@ def run_dashboard(args, settings) -> CommandResult:
     print(f"dashboard at {url} (warehouse {settings.db_path}); Ctrl-C stops it", flush=True)
     process = subprocess.Popen(streamlit_command(host, port), env=dashboard_env(settings), cwd=home,
                                stdout=subprocess.DEVNULL if args.json else None)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated command stops its server too
     try:
         code = process.wait()
     except KeyboardInterrupt:
@@ -109,6 +115,8 @@ def run_dashboard(args, settings) -> CommandResult:
             process.kill()
             code = process.wait()
         code = 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code not in (0, -15):
         raise DashboardError(f"the dashboard server stopped with exit code {code} (its output above says why)")
     return CommandResult(data={"ok": True, "url": url, "db": str(settings.db_path)}, text="dashboard stopped")
