@@ -405,3 +405,29 @@ def test_a_report_path_outside_the_data_dir_is_never_read(monitored, settings, t
     outside.write_text("secret")
     assert report_html(str(outside), settings.data_dir) is None
     assert "Quality report" in report_html(str(settings.reports_dir / "people_synth.html"), settings.data_dir)
+
+
+# ------------------------------------------------------------------ the command
+def test_dashboard_command_refuses_a_remote_host_without_the_flag_and_a_missing_warehouse(cli, settings):
+    code, out, err = cli(["dashboard", "--host", "0.0.0.0"])
+    assert code == 2 and err.strip().splitlines() == [
+        "error: --host 0.0.0.0 lets other machines reach the dashboard, which has no login; pass --allow-remote "
+        "as well if that is what you want"]
+    code, out, err = cli(["dashboard"])
+    assert code == 2 and err.strip() == f"error: no warehouse at {settings.db_path}: run make demo (or synthwatch " \
+                                        "run) first"
+    assert not settings.db_path.exists()
+
+
+def test_dashboard_command_serves_loopback_headless_without_usage_stats(settings):
+    from flows.commands.dashboard import dashboard_env, is_loopback, streamlit_command
+
+    command = streamlit_command("127.0.0.1", 8765)
+    options = dict(zip(command[5::2], command[6::2]))
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("flows/dashboard/app.py")
+    assert options["--server.address"] == "127.0.0.1" and options["--server.port"] == "8765"
+    assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
+    env = dashboard_env(settings)
+    assert env["SYNTHWATCH_DB"] == str(settings.db_path) and env["HOME"] == str(settings.data_dir / "dashboard")
+    assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "192.168.1.5")] == \
+        [True, True, True, False, False]
