@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import datetime
 
 import pandas as pd
@@ -466,9 +467,10 @@ def main() -> None:
     st.sidebar.caption(f"warehouse {s.db_path}")
     st.sidebar.caption(f"{fmt_int(status['scores'])} scores · {fmt_int(status['alerts'])} alerts · "
                        f"{fmt_int(status['feedback'])} labels · {fmt_int(status['batches'])} monitored batches")
-    st.sidebar.caption(f"read {datetime.now().strftime('%H:%M:%S')}")
+    started = time.perf_counter()
     {"alerts": page_alerts, "monitoring": page_monitoring, "models": page_models,
      "synthetic": page_synthetic}[page](s, status)
+    st.sidebar.caption(f"read at {datetime.now().strftime('%H:%M:%S')} in {time.perf_counter() - started:.2f} s")
 
 
 main()
