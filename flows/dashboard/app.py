@@ -428,17 +428,63 @@ def page_synthetic(s: Settings, status: dict) -> None:
             components.html(html, height=640, scrolling=True)
     elif row["report_path"]:
         st.caption(f"The report file {row['report_path']} is not in the data directory any more.")
-    st.subheader("Sample rows")
+    st.subheader("Synthetic beside real")
+    real_name = row["source_table"] if isinstance(row["source_table"], str) else None
     left, right = st.columns(2)
-    synthetic = data.sample_rows(db, name, row["table_schema"], n=10)
-    real = data.sample_rows(db, row["source_table"], "main", n=10) if isinstance(row["source_table"], str) else None
-    left.markdown(f"**Synthetic** · {name}")
-    left.dataframe(synthetic, hide_index=True, key="synthetic_sample")
-    right.markdown(f"**Real** · {row['source_table'] if isinstance(row['source_table'], str) else '—'}")
-    if real is None or real.empty:
-        right.info("The real source table is not in the warehouse.")
+    for column, table, schema, title in ((left, name, row["table_schema"], "Synthetic"),
+                                         (right, real_name, "main", "Real")):
+        with column:
+            st.markdown(f"**{title}** · {table or '—'}")
+            if table is None:
+                st.info("The real source table is not recorded.")
+                continue
+            show_sample(s, table, schema, row["kind"], key=f"{title.lower()}_sample")
+
+
+def show_sample(s: Settings, table: str, schema: str, kind: str, *, key: str) -> None:
+    """Sample rows of a table, drawn the way its kind is best looked at: rows, an image grid, a few series."""
+    import numpy as np
+
+    db = str(s.db_path)
+    if kind == "image":
+        frame = data.sample_rows(db, table, schema, n=16)
+        if frame.empty:
+            st.info(f"Table {schema}.{table} is not in the warehouse.")
+            return
+        from flows.readers import frame_to_images
+
+        images = frame_to_images(frame)
+        n, h, w, c = images.shape
+        cols = 4
+        grid = np.full((((n + cols - 1) // cols) * (h + 2), cols * (w + 2), c), 255, dtype=np.uint8)
+        for i, image in enumerate(images):
+            top, left = (i // cols) * (h + 2), (i % cols) * (w + 2)
+            grid[top:top + h, left:left + w] = image
+        labels = ", ".join(map(str, frame["label"].tolist())) if "label" in frame.columns else ""
+        st.image(grid if c != 1 else grid[:, :, 0], caption=f"labels: {labels}" if labels else None,
+                 width="stretch", clamp=True)
+        return
+    if kind == "timeseries":
+        import plotly.express as px
+
+        detail = data.catalog_detail(db, table, schema).get("detail", {})
+        id_column, time_column = detail.get("id_column"), detail.get("time_column")
+        frame = data.sample_series(db, table, schema, id_column, time_column)
+        values = [c for c in frame.columns if c not in (id_column, time_column)
+                  and pd.api.types.is_numeric_dtype(frame[c])]
+        if frame.empty or not values:
+            st.dataframe(frame.head(20), hide_index=True)
+            return
+        x = frame[time_column] if time_column else frame.index
+        fig = px.line(frame, x=x, y=values[0], color=frame[id_column].astype(str) if id_column else None,
+                      title=f"{values[0]} over time")
+        plotly(fig, key)
+        return
+    frame = data.sample_rows(db, table, schema, n=10)
+    if frame.empty:
+        st.info(f"Table {schema}.{table} is not in the warehouse.")
     else:
-        right.dataframe(real, hide_index=True, key="real_sample")
+        st.dataframe(frame, hide_index=True)
 
 
 # ------------------------------------------------------------------ the app

@@ -463,3 +463,28 @@ def report_html(report_path: str | None, data_dir: str | Path) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+
+
+def catalog_detail(db: str | Path, table: str, schema: str = "main") -> dict:
+    """What the catalog knows of a table (kind, origin, detail such as a series' id and time columns)."""
+    from flows.bookkeeping import catalog_entry
+
+    with Warehouse(db).read() as con:
+        entry = catalog_entry(con, table, schema)
+    return entry or {}
+
+
+def sample_series(db: str | Path, table: str, schema: str, id_column: str | None, time_column: str | None,
+                  entities: int = 3, max_points: int = 2000) -> pd.DataFrame:
+    """Whole series of a few entities (the first `entities` ids), in time order, at most `max_points` rows."""
+    with Warehouse(db).read() as con:
+        stored = Warehouse.stored_name(con, table, schema)
+        if stored is None:
+            return pd.DataFrame()
+        target = qualified(stored, schema)
+        order = ", ".join(quote_ident(c) for c in (id_column, time_column) if c) or "rowid"
+        if id_column:
+            return _frame(con, f"SELECT * FROM {target} WHERE {quote_ident(id_column)} IN (SELECT DISTINCT "
+                               f"{quote_ident(id_column)} FROM {target} ORDER BY 1 LIMIT ?) ORDER BY {order} LIMIT ?",
+                          [int(entities), int(max_points)])
+        return _frame(con, f"SELECT * FROM {target} ORDER BY {order} LIMIT ?", [int(max_points)])

@@ -431,3 +431,35 @@ def test_dashboard_command_serves_loopback_headless_without_usage_stats(settings
     assert env["SYNTHWATCH_DB"] == str(settings.db_path) and env["HOME"] == str(settings.data_dir / "dashboard")
     assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "192.168.1.5")] == \
         [True, True, True, False, False]
+
+
+def test_synthetic_images_show_as_a_grid_and_series_as_lines(app, warehouse, settings):
+    from flows.bookkeeping import insert_row, record_table
+    from flows.readers import images_to_frame
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 1), dtype=np.uint8)
+    frame, _ = images_to_frame(images, ["a", "b"] * 3, [f"i{i}" for i in range(6)])
+    series = pd.DataFrame({"sensor": ["s1"] * 5 + ["s2"] * 5, "t": list(range(5)) * 2,
+                           "value": np.arange(10, dtype=float)})
+    with warehouse.transaction() as con:
+        for name, table, kind, detail in (("imgs", frame, "image", {}),
+                                          ("waves", series, "timeseries", {"id_column": "sensor",
+                                                                           "time_column": "t"})):
+            warehouse.write_frame(con, name, table)
+            record_table(con, name, kind=kind, origin="ingested", detail=detail)
+            warehouse.write_frame(con, f"{name}_synth", table)
+            record_table(con, f"{name}_synth", kind=kind, origin="generated", detail=detail)
+            insert_row(con, "_models", {
+                "model_id": f"{name}_m", "generator": "g", "params": "{}", "source_table": name,
+                "source_hash": "h", "train_table": "t", "train_rows": 6, "holdout_rows": 0, "seed": 0,
+                "fit_seconds": 1.0, "path": "p", "created_at": T0})
+            insert_row(con, "_generations", {"table_name": f"{name}_synth", "model_id": f"{name}_m", "rows": 6,
+                                             "published_schema": "main", "created_at": T0})
+    at = app("synthetic")
+    at.selectbox(key="synthetic_table").set_value("imgs_synth").run()
+    assert not at.exception
+    assert len(at.image) == 2  # synthetic grid beside the real one
+    assert any("no quality report recorded" in w.value for w in at.warning)
+    at.selectbox(key="synthetic_table").set_value("waves_synth").run()
+    lines = [s for s in plot_specs(at) if s["layout"]["title"]["text"] == "value over time"]
+    assert len(lines) == 2 and {t["name"] for t in lines[0]["data"]} == {"s1", "s2"}
