@@ -21,6 +21,9 @@ from flows.errors import SynthwatchError
 
 PAGES = {"alerts": "Alert queue", "monitoring": "Monitoring", "models": "Models", "synthetic": "Synthetic data"}
 QUEUE_SIZE = 50
+# The gate's checks shown as a generator's validation figures (see quality/ for their definitions).
+GENERATOR_FIGURES = {"accuracy": "accuracy", "discriminator AUC": "discriminator_auc", "DCR share": "dcr_share",
+                     "MIA AUROC": "mia_auroc"}
 CACHE_SECONDS = 30  # only for files and figures that cannot change under a running pipeline's feet quickly
 
 
@@ -374,8 +377,15 @@ def page_models(s: Settings, status: dict) -> None:
     if gens.empty:
         st.info("No generator yet: run `make demo` (or `synthwatch train --table <table> --generator cart`).")
     else:
+        # A generator's validation figures are its latest gated table's fidelity and privacy checks.
+        gated = data.synthetic_tables(db)
+        gated = gated[gated["passed"].notna()].sort_values("gated_at", ascending=False).drop_duplicates("model_id")
+        figures = {m: {c.get("name"): c.get("value") for c in checks}
+                   for m, checks in zip(gated["model_id"], gated["checks"])}
+        shown = {name: [fmt_num(figures.get(m, {}).get(check), 3) for m in gens["model_id"]]
+                 for name, check in GENERATOR_FIGURES.items()}
         st.dataframe(pd.DataFrame({
-            "model": gens["model_id"], "generator": gens["generator"], "trained on": gens["source_table"],
+            "model": gens["model_id"], "generator": gens["generator"], "trained on": gens["source_table"], **shown,
             "training rows": gens["train_rows"].map(fmt_int), "holdout rows": gens["holdout_rows"].map(fmt_int),
             "fit time": gens["fit_seconds"].map(lambda v: f"{v:,.1f} s"), "seed": gens["seed"],
             "generated tables": gens["generated_tables"].map(fmt_int),

@@ -159,7 +159,7 @@ def monitored(one_shot, warehouse, settings):
                 "report_id": f"r-{name}", "table_name": name, "passed": passed, "failing": json.dumps(failing),
                 "checks": json.dumps(checks), "thresholds": "{}", "source": "{}", "published_schema": schema,
                 "report_path": str(reports / f"{name}.html"), "n_real": 5, "n_synthetic": 5, "seconds": 0.5,
-                "created_at": T0})
+                "created_at": T0 + timedelta(hours=1 if failing else 0)})
     return one_shot
 
 
@@ -372,6 +372,8 @@ def test_models_page_shows_champion_challengers_validation_and_generators(app, m
     generators = frames(at, "models_generators")
     assert generators[["model", "trained on", "generated tables", "gates passed", "gates failed"]].values.tolist() \
         == [["people_cart_1", "people", "2", "1", "1"]]
+    # Its validation figures: the latest gated table's checks (people_bad, gated an hour after people_synth).
+    assert generators[["accuracy", "discriminator AUC"]].values.tolist() == [["0.93", "0.91"]]
     assert generators["fit time"].tolist() == ["1.2 s"] or generators["fit time"].tolist() == ["1.3 s"]
     [validation] = [s for s in plot_specs(at) if s["layout"]["title"]["text"] == "Held-out validation figures"]
     auroc = [t for t in validation["data"] if t["name"] == "auroc"][0]
