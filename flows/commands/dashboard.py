@@ -101,7 +101,9 @@ def run_dashboard(args, settings) -> CommandResult:
     home.mkdir(parents=True, exist_ok=True)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
-    print(f"dashboard at {url} (warehouse {settings.db_path}); Ctrl-C stops it", flush=True)
+    # With --json, stdout carries only the final JSON object: the address goes to stderr.
+    print(f"dashboard at {url} (warehouse {settings.db_path}); Ctrl-C stops it", flush=True,
+          file=sys.stderr if args.json else sys.stdout)
     process = subprocess.Popen(streamlit_command(host, port), env=dashboard_env(settings), cwd=home,
                                stdout=subprocess.DEVNULL if args.json else None)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated command stops its server too
