@@ -4,6 +4,7 @@ the empty states, the one-line error, and the label buttons storing feedback."""
 from __future__ import annotations
 
 import base64
+import os
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -419,6 +420,22 @@ def test_dashboard_command_refuses_a_remote_host_without_the_flag_and_a_missing_
     assert code == 2 and err.strip() == f"error: no warehouse at {settings.db_path}: run make demo (or synthwatch " \
                                         "run) first"
     assert not settings.db_path.exists()
+
+
+def test_dashboard_command_starts_without_heavy_imports(settings):
+    """The command itself imports neither Streamlit nor pandas nor Prefect: the server subprocess does."""
+    import subprocess
+    import sys
+
+    probe = ("import json, sys\nfrom flows.cli import main\ncode = main(sys.argv[1:])\n"
+             "print('PROBE ' + json.dumps({'code': code, 'heavy': sorted(n for n in sys.modules if n.split('.')[0] "
+             "in ('streamlit', 'pandas', 'prefect', 'plotly', 'torch'))}))")
+    done = subprocess.run([sys.executable, "-c", probe, "dashboard", "--db", str(settings.db_path)],
+                          capture_output=True, text=True, timeout=120, cwd=APP.parents[2],
+                          env={**os.environ, "PYTHONPATH": str(APP.parents[2])})
+    result = json.loads(done.stdout.split("PROBE ")[-1])
+    assert result == {"code": 2, "heavy": []}, done.stderr
+    assert "no warehouse at" in done.stderr
 
 
 def test_dashboard_command_serves_loopback_headless_without_usage_stats(settings):
