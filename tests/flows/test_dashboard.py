@@ -4,8 +4,8 @@ the empty states, the one-line error, and the label buttons storing feedback."""
 from __future__ import annotations
 
 import base64
-import os
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
