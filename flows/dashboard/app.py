@@ -33,9 +33,16 @@ def fmt_int(value) -> str:
 
 
 def fmt_num(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    """A measurement for people: whole numbers with thousands separators, large ones to the cent, small ones to
+    `digits` significant digits, never in exponent notation below a million."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{float(value):,.{digits}g}" if abs(float(value)) < 1e6 else f"{float(value):,.0f}"
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e15:
+        return f"{int(number):,}"
+    if abs(number) >= 10 ** digits:
+        return f"{number:,.0f}" if abs(number) >= 1e6 else f"{number:,.2f}"
+    return f"{number:,.{digits}g}"
 
 
 def fmt_pct(value, digits: int = 2) -> str:
@@ -500,6 +507,7 @@ def show_sample(s: Settings, table: str, schema: str, kind: str, *, key: str) ->
 # ------------------------------------------------------------------ the app
 def main() -> None:
     st.set_page_config(page_title="synthwatch", page_icon=":material/monitoring:", layout="wide")
+    st.html("<style>[data-testid='stMainBlockContainer'], .block-container {padding-top: 2rem}</style>")
     try:
         s = settings()
     except SynthwatchError as exc:
