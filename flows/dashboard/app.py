@@ -143,11 +143,13 @@ def page_alerts(s: Settings, status: dict) -> None:
     st.dataframe(shown, hide_index=True, key="alert_table", height=min(38 + 35 * len(shown), 420))
 
     st.subheader("Label an alert")
-    options = list(range(len(queue)))
-    pick = st.selectbox("Alert", options, format_func=lambda i: (
-        f"#{i + 1} · item {queue.iloc[i]['item_key']} · score {fmt_num(queue.iloc[i]['score'])} · "
-        f"{queue.iloc[i]['model_id']}"))
-    row = queue.iloc[pick].to_dict()
+    # Alerts are told apart by what they are, not their rank: once one is labelled the pick falls back to the top.
+    ids = [f"{m}|{t}|{b}|{k}" for m, t, b, k in zip(queue["model_id"], queue["table_name"], queue["batch_id"],
+                                                     queue["item_key"])]
+    pick = st.selectbox("Alert", ids, format_func=lambda i: (
+        f"#{ids.index(i) + 1} · item {queue.iloc[ids.index(i)]['item_key']} · score "
+        f"{fmt_num(queue.iloc[ids.index(i)]['score'])} · {queue.iloc[ids.index(i)]['model_id']}"))
+    row = queue.iloc[ids.index(pick)].to_dict()
     st.markdown(f"#### Selected alert: item {row['item_key']}")
     st.caption(f"table {row['table_name']} · detector {row['model_id']} · batch {row['batch_id']} · score "
                f"{fmt_num(row['score'])} (threshold {fmt_num(row['threshold'])}) · "

@@ -482,3 +482,18 @@ def test_synthetic_images_show_as_a_grid_and_series_as_lines(app, warehouse, set
     at.selectbox(key="synthetic_table").set_value("waves_synth").run()
     lines = [s for s in plot_specs(at) if s["layout"]["title"]["text"] == "value over time"]
     assert len(lines) == 2 and {t["name"] for t in lines[0]["data"]} == {"s1", "s2"}
+
+
+def test_labelling_a_picked_alert_labels_that_one_and_the_pick_returns_to_the_top(app, monitored, warehouse):
+    at = app("alerts")
+    queue = frames(at, "alert_table")
+    [picker] = [s for s in at.selectbox if s.label == "Alert"]
+    third = picker.options[2]
+    assert third.startswith("#3 · item " + queue["item"].iloc[2] + " ·")
+    picker.select_index(2).run()
+    assert any(m.value == f"#### Selected alert: item {queue['item'].iloc[2]}" for m in at.markdown)
+    at.button(key="label_normal").click().run()
+    with warehouse.read() as con:
+        assert con.execute("SELECT label, source FROM _feedback WHERE item_key = ?",
+                           [queue["item"].iloc[2]]).fetchall() == [("normal", "dashboard")]
+    assert any(m.value == f"#### Selected alert: item {queue['item'].iloc[0]}" for m in at.markdown)
