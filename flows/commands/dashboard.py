@@ -51,8 +51,11 @@ def check_port(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise DashboardError(f"--port {port} is not a port number (1-65535)")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds: connections of a server just stopped (TIME_WAIT) do not hold the port, a listener does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+            sock.listen(1)
         except OSError as exc:
             raise DashboardError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; choose another --port "
                                  "(or leave it out for a free one)") from None

@@ -107,7 +107,7 @@ def page_alerts(s: Settings, status: dict) -> None:
     detectors = data.detectors(db)
     scored = detectors[detectors["scored"] > 0]
     choices = ["all detectors", *scored["model_id"]]
-    f1, f2, f3 = st.columns([2, 2, 1])
+    f1, f2, f3 = st.columns([2, 2, 1.6])
     model = f1.selectbox("Detector", choices, key="alerts_model",
                          format_func=lambda m: m if m == "all detectors" else
                          f"{m} ({scored.set_index('model_id').loc[m, 'table_name']})")
@@ -509,7 +509,7 @@ def show_sample(s: Settings, table: str, schema: str, kind: str, *, key: str) ->
 # ------------------------------------------------------------------ the app
 def main() -> None:
     st.set_page_config(page_title="synthwatch", page_icon=":material/monitoring:", layout="wide")
-    st.html("<style>[data-testid='stMainBlockContainer'], .block-container {padding-top: 2rem}</style>")
+    st.html("<style>[data-testid='stMainBlockContainer'], .block-container {padding-top: 3rem}</style>")
     try:
         s = settings()
     except SynthwatchError as exc:

@@ -497,3 +497,16 @@ def test_labelling_a_picked_alert_labels_that_one_and_the_pick_returns_to_the_to
         assert con.execute("SELECT label, source FROM _feedback WHERE item_key = ?",
                            [queue["item"].iloc[2]]).fetchall() == [("normal", "dashboard")]
     assert any(m.value == f"#### Selected alert: item {queue['item'].iloc[0]}" for m in at.markdown)
+
+
+def test_a_port_in_use_is_a_one_line_error(cli, one_shot):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code, out, err = cli(["dashboard", "--port", str(port)])
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: cannot serve on 127.0.0.1:{port}: Address already in use; choose another --port (or leave it out "
+        "for a free one)"]
