@@ -534,8 +534,11 @@ def main() -> None:
     st.sidebar.caption(f"{fmt_int(status['scores'])} scores · {fmt_int(status['alerts'])} alerts · "
                        f"{fmt_int(status['feedback'])} labels · {fmt_int(status['batches'])} monitored batches")
     started = time.perf_counter()
-    {"alerts": page_alerts, "monitoring": page_monitoring, "models": page_models,
-     "synthetic": page_synthetic}[page](s, status)
+    try:
+        {"alerts": page_alerts, "monitoring": page_monitoring, "models": page_models,
+         "synthetic": page_synthetic}[page](s, status)
+    except SynthwatchError as exc:  # a busy or unreadable warehouse: one line, and the next rerun tries again
+        st.error(str(exc).splitlines()[0])
     st.sidebar.caption(f"read at {datetime.now().strftime('%H:%M:%S')} in {time.perf_counter() - started:.2f} s")
 
 

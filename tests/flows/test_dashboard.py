@@ -510,3 +510,25 @@ def test_a_port_in_use_is_a_one_line_error(cli, one_shot):
     assert code == 2 and err.strip().splitlines() == [
         f"error: cannot serve on 127.0.0.1:{port}: Address already in use; choose another --port (or leave it out "
         "for a free one)"]
+
+
+def test_a_warehouse_held_by_a_writer_is_a_one_line_error_not_a_traceback(app, one_shot, settings, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SYNTHWATCH_BUSY_TIMEOUT", "0.5")
+    hold = ("import sys, time\nfrom flows.warehouse import Warehouse\n"
+            "with Warehouse(sys.argv[1]).transaction():\n    print('held', flush=True)\n    time.sleep(30)\n")
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(settings.db_path)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(APP.parents[2])})
+    try:
+        assert writer.stdout.readline().strip() == "held"
+        at = app("alerts")
+        assert [e.value for e in at.error] == [
+            f"warehouse {settings.db_path} is busy: another synthwatch process is writing; retry when it finishes "
+            "(or raise SYNTHWATCH_BUSY_TIMEOUT)"]
+    finally:
+        writer.kill()
+        writer.wait()
+    at.run()  # the writer is gone: the next rerun reads again
+    assert not at.error and metric(at, "Alerts matching") != ""
