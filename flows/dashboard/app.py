@@ -73,7 +73,10 @@ def record_json(record: dict) -> str:
 
 
 def plotly(fig, key: str) -> None:
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=320, legend_title_text="")
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=340, legend_title_text="",
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
+    if fig.layout.xaxis.title.text in (None, "batch_id") and key.startswith("monitor_"):
+        fig.update_xaxes(title_text="batch")
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
 
 
