@@ -171,9 +171,18 @@ def item_fields(db: str | Path, record: dict, table: str, item_keys: list[str]) 
         key_column = record.get("key_column")
         marks = ", ".join("?" * len(keys))
         if key_column:
-            frame = _frame(con, f"SELECT CAST({quote_ident(key_column)} AS VARCHAR) AS __item_key, * "
-                                f"FROM {qualified(stored)} WHERE CAST({quote_ident(key_column)} AS VARCHAR) "
-                                f"IN ({marks})", keys)
+            column = quote_ident(key_column)
+            types = {r[0]: r[1].upper() for r in con.execute(f"DESCRIBE {qualified(stored)}").fetchall()}
+            # Compare in the column's own type: a cast of the column would read every row of a large table.
+            if types.get(key_column) in ("VARCHAR", "TEXT", "STRING"):
+                match, values = f"{column} IN ({marks})", keys
+            elif types.get(key_column) in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER",
+                                           "HUGEINT") and all(k.lstrip("-").isdigit() for k in keys):
+                match, values = f"{column} IN ({marks})", [int(k) for k in keys]
+            else:
+                match, values = f"CAST({column} AS VARCHAR) IN ({marks})", keys
+            frame = _frame(con, f"SELECT CAST({column} AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
+                                f"WHERE {match}", values)
         else:
             positions = [int(k) for k in keys if k.isdigit()]
             if not positions:
