@@ -69,7 +69,7 @@ def cached_reference(db: str, record_json: str, models_dir: str) -> dict:
 
 
 def record_json(record: dict) -> str:
-    return json.dumps({k: v for k, v in record.items()}, default=str, sort_keys=True)
+    return json.dumps(record, default=str, sort_keys=True)
 
 
 def plotly(fig, key: str) -> None:
@@ -123,8 +123,11 @@ def page_alerts(s: Settings, status: dict) -> None:
     bounds = data.score_range(db, model_id)
     score_min = score_max = None
     if bounds and bounds[1] > bounds[0]:
-        score_min, score_max = st.slider("Score range", min_value=bounds[0], max_value=bounds[1],
-                                         value=bounds, key=f"alerts_scores_{model_id}", format="%.4g")
+        # Keyed by the range itself: a new batch that widens it resets the filter instead of hiding its alerts.
+        chosen = st.slider("Score range", min_value=bounds[0], max_value=bounds[1], value=bounds,
+                           key=f"alerts_scores_{model_id}_{bounds[0]:.6g}_{bounds[1]:.6g}", format="%.4g")
+        if tuple(chosen) != tuple(bounds):
+            score_min, score_max = chosen
     queue, total = data.alert_queue(db, model_id=model_id, batch_id=None if batch == "all batches" else batch,
                                     score_min=score_min, score_max=score_max, labelled=labelled, limit=QUEUE_SIZE)
     m1, m2, m3 = st.columns(3)

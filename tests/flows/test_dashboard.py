@@ -287,6 +287,8 @@ def test_alert_queue_filters_by_batch_score_and_label(app, monitored, warehouse)
         in_b02 = con.execute("SELECT count(*) FROM anomaly_scores s WHERE is_alert AND batch_id = 'b02' AND NOT "
                              "EXISTS (SELECT 1 FROM _feedback f WHERE f.item_key = s.item_key)").fetchone()[0]
         labelled = con.execute("SELECT item_key, label FROM _feedback ORDER BY item_key").fetchall()
+        open_alerts = con.execute("SELECT count(*) FROM anomaly_scores s WHERE is_alert AND NOT EXISTS (SELECT 1 "
+                                  "FROM _feedback f WHERE f.item_key = s.item_key)").fetchone()[0]
         above = con.execute("SELECT count(*) FROM anomaly_scores s WHERE is_alert AND score >= 1.0 AND NOT "
                             "EXISTS (SELECT 1 FROM _feedback f WHERE f.item_key = s.item_key)").fetchone()[0]
     at = app("alerts")
@@ -298,9 +300,16 @@ def test_alert_queue_filters_by_batch_score_and_label(app, monitored, warehouse)
     shown = frames(at, "alert_table")
     assert sorted(zip(shown["item"], shown["label"])) == labelled
     at.radio(key="alerts_labelled").set_value("open").run()
-    slider = at.slider(key="alerts_scores_None")
+    [slider] = [s for s in at.slider if s.label == "Score range"]
     slider.set_value((1.0, slider.max)).run()
     assert metric(at, "Alerts matching") == f"{above:,}"
+    # A new batch with a higher score widens the range: the filter resets rather than hide the new alert.
+    new = scores_frame("tx-iforest-1", ["tx0007"], "b04", 0, T0 + timedelta(days=9)).assign(score=5.0, is_alert=True)
+    with warehouse.transaction() as con:
+        warehouse.write_frame(con, "anomaly_scores", new, mode="append", internal=True)
+    at.run()
+    assert frames(at, "alert_table")[["item", "batch"]].iloc[0].tolist() == ["tx0007", "b04"]
+    assert metric(at, "Alerts matching") == f"{open_alerts + 1:,}"
 
 
 def test_label_buttons_store_feedback_and_show_it_at_once(app, monitored, warehouse):
