@@ -10,7 +10,7 @@ export MPLCONFIGDIR := $(CURDIR)/data/.matplotlib
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install data demo monitor test bench clean
+.PHONY: install data demo monitor test bench clean browser dashboard
 
 install: $(STAMP)
 
@@ -34,8 +34,21 @@ monitor: demo
 	@echo "watch it: .venv/bin/synthwatch monitor status | .venv/bin/synthwatch schedule list | make dashboard"
 	$(BIN)/synthwatch monitor replay --table creditcard --drop Class --interval 30
 
-test: data
+# The dashboard's browser test drives Debian's chromium through chromedriver: installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; else \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: data browser
 	$(BIN)/python -m pytest -q
+
+# The dashboard on 127.0.0.1 (a free port; `make dashboard PORT=8501` to choose), over the warehouse `make demo` made.
+dashboard: install
+	test -f data/warehouse.duckdb || $(MAKE) demo
+	$(BIN)/synthwatch dashboard $(if $(PORT),--port $(PORT))
 
 # Benchmarks are run by hand, never by CI: their figures go into the README.
 bench: data

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "flows.commands.export",
     "flows.commands.feedback",
     "flows.commands.monitor",
+    "flows.commands.dashboard",
 )
 
 
