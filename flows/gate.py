@@ -33,7 +33,7 @@ def quality_config(settings: Settings) -> dict[str, Any]:
             raise ConfigError(f"quality.thresholds.{key}: unknown threshold{suggest(key, list(DEFAULT_THRESHOLDS))}")
     resolve_thresholds(thresholds)
     kind_thresholds = {}
-    for kind, (key, _, _) in KIND_GATES.items():
+    for kind, (key, _) in KIND_GATES.items():
         given = dict(section.get(key) or {})
         known = list(_kind_defaults(kind)) if given else []
         for name in given:
@@ -44,21 +44,19 @@ def quality_config(settings: Settings) -> dict[str, Any]:
             "targets": dict(section.get("targets") or {}), "seed": int(section.get("seed", 0))}
 
 
-# The gate of each kind beyond tables: (its config key under `quality:`, module, (evaluate, render, defaults)).
+# The gate of each kind beyond tables: (its config key under `quality:`, (evaluate, render, default thresholds)),
+# names the `quality` package exports.
 KIND_GATES = {
-    "timeseries": ("sequence_thresholds", "quality.sequence",
+    "timeseries": ("sequence_thresholds",
                    ("evaluate_sequences", "render_sequence_report", "DEFAULT_SEQUENCE_THRESHOLDS")),
-    "image": ("image_thresholds", "quality.image", ("evaluate_images", "render_image_report",
-                                                    "DEFAULT_IMAGE_THRESHOLDS")),
+    "image": ("image_thresholds", ("evaluate_images", "render_image_report", "DEFAULT_IMAGE_THRESHOLDS")),
 }
 
 
 def _kind_gate(kind: str):
-    import importlib
+    import quality
 
-    _, module, names = KIND_GATES[kind]
-    mod = importlib.import_module(module)
-    return tuple(getattr(mod, n) for n in names)
+    return tuple(getattr(quality, n) for n in KIND_GATES[kind][1])
 
 
 def _kind_defaults(kind: str) -> dict:
@@ -66,13 +64,25 @@ def _kind_defaults(kind: str) -> dict:
 
 
 def _evaluate_kind(kind: str, real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None,
-                   detail: dict, thresholds: dict | None, seed: int, title: str, path: Path):
-    """The gate of a series or image table: the kind's evaluation on the stored layouts, and its HTML report."""
+                   detail: dict, thresholds: dict | None, seed: int, title: str, path: Path,
+                   synthetic_roles: dict | None = None):
+    """The gate of a series or image table: the kind's evaluation on the stored layouts, and its HTML report.
+
+    A single long series is compared segment by segment: the real series (and its holdout, the series' last steps)
+    cut into consecutive segments as long as the synthetic ones."""
     from flows.kinds import images_of, series_roles
 
     evaluate, render, _ = _kind_gate(kind)
     if kind == "timeseries":
         time, entity = series_roles(detail, real)
+        if entity is None:
+            from quality.sequence import segment_series
+
+            entity = (synthetic_roles or {}).get("id_column") or "segment"
+            length = int(synthetic.groupby(entity).size().max())
+            real = segment_series(real, length, time=time, column=entity)
+            holdout = (segment_series(holdout, length, time=time, column=entity)
+                       if holdout is not None and len(holdout) >= 2 * length else None)
         report = evaluate(real, synthetic, holdout, time=time, entity=entity, thresholds=thresholds, seed=seed)
         render(report, real, synthetic, time=time, entity=entity, title=title, path=path)
         return report
@@ -114,7 +124,7 @@ def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, ho
              table: str, thresholds: dict | None, source: dict, target: str | None = None,
              seed: int = 0, id_columns: list[str] | None = None,
              expectation_reference: pd.DataFrame | None = None, kind: str = "tabular",
-             detail: dict | None = None) -> dict[str, Any]:
+             detail: dict | None = None, synthetic_roles: dict | None = None) -> dict[str, Any]:
     """Evaluate `synthetic` against `real` (and `holdout`) with the gate of their kind, write the HTML report,
     publish a Prefect artifact when inside a flow run; return a plain dict (passed, failing, report_path...).
 
@@ -132,7 +142,8 @@ def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, ho
         render_report(report, real, synthetic, title=title, path=path)
         resolved = resolve_thresholds(thresholds)
     else:
-        report = _evaluate_kind(kind, real, synthetic, holdout, detail or {}, thresholds, seed, title, path)
+        report = _evaluate_kind(kind, real, synthetic, holdout, detail or {}, thresholds, seed, title, path,
+                                synthetic_roles)
         resolved = {**_kind_defaults(kind), **(thresholds or {})}
     data = report.to_dict()
     result = {"report_id": report_id, "table": table, "passed": report.passed, "failing": report.failing,

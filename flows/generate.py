@@ -115,7 +115,7 @@ def read_training_split(settings, model_row: dict) -> tuple[pd.DataFrame, pd.Dat
 
 
 def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, conditions: dict, *,
-                   gen=None, split: tuple | None = None) -> dict:
+                   gen=None, split: tuple | None = None, roles: dict | None = None) -> dict:
     """Run the quality gate of a new synthetic table against the model's training rows and holdout.
 
     Conditional samples are compared with the real rows (sequences, images) that meet the same conditions.
@@ -147,7 +147,7 @@ def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, cond
               "source_table": model_row["source_table"], "conditions": conditions, "command": "generate"}
     if kind != "tabular":
         return run_gate(settings, real, df, holdout, table=table, thresholds=qcfg["kind_thresholds"][kind],
-                        source=source, seed=qcfg["seed"], kind=kind, detail=detail)
+                        source=source, seed=qcfg["seed"], kind=kind, detail=detail, synthetic_roles=roles)
     target = qcfg["targets"].get(model_row["source_table"])
     if target is not None and (target in conditions or target not in real.columns):
         target = None  # a conditioned target has one class: no utility to measure
@@ -162,20 +162,22 @@ def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, cond
 
 
 def sample_model(gen, kind: str, count: int, seed: int | None, conditions: dict, length: int | None = None,
-                 start_id: int = 0) -> pd.DataFrame:
-    """Draw `count` items (rows, sequences, images) from a loaded model, as a table in the kind's stored layout."""
+                 start_id: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Draw `count` items (rows, sequences, images) from a loaded model, as a table in the kind's stored layout,
+    with the roles its catalog entry records (a series' time and entity columns)."""
     from flows.kinds import to_frame
 
     extra = {"length": length} if length is not None else {}
     data = gen.sample(count, seed=seed, conditions=conditions or None, **extra)
-    return to_frame(kind, data, start_id=start_id)
+    roles = {"time_column": data.time, "id_column": data.entity} if kind == "timeseries" else {}
+    return to_frame(kind, data, start_id=start_id), roles
 
 
 def generate_table(settings, model_id: str, rows: int | None, table: str, seed: int | None = None,
                    where: str | None = None, progress=None, replace: bool = False, sequences: int | None = None,
                    length: int | None = None) -> dict:
     """Sample from a trained model and publish the table in one transaction; nothing is written on failure."""
-    from flows.kinds import count_of, series_roles
+    from flows.kinds import count_of
     from flows.train import get_model_row
     from generators.base import Generator
 
@@ -187,10 +189,14 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
     gen = Generator.load(model_row["path"])  # once per generate: sampling and the gate share it
     split = read_training_split(settings, model_row)
     count = sequences if kind == "timeseries" else rows
-    if count is None:
-        count = count_of(kind, split[0], split[2]) if kind == "timeseries" else int(model_row["train_rows"])
+    if count is None:  # as many as the model learned (a long series: as many windows, at most 200 segments)
+        if kind == "timeseries":
+            learned = getattr(gen, "n_train_sequences_", None) or count_of(kind, split[0], split[2])
+            count = int(learned if split[2].get("id_column") else min(learned, 200))
+        else:
+            count = int(model_row["train_rows"])
     started = time.perf_counter()
-    df = sample_model(gen, kind, count, seed, conditions, length)
+    df, roles = sample_model(gen, kind, count, seed, conditions, length)
     if len(df) > max_rows():
         raise GenerateError(f"the sample has {len(df):,} rows, more than one generate may write ({max_rows():,}); "
                             "ask for fewer or shorter sequences, or raise SYNTHWATCH_MAX_ROWS")
@@ -198,17 +204,13 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
     if progress is not None:
         progress.info("sampled %d %s from %s in %.1fs", count, {"timeseries": "sequences", "image": "images"}.get(
             kind, "rows"), model_id, sample_seconds)
-    gate = gate_synthetic(settings, model_row, table, df, conditions, gen=gen, split=split)
+    gate = gate_synthetic(settings, model_row, table, df, conditions, gen=gen, split=split, roles=roles)
     if progress is not None:
         progress.info("quality gate of %s: %s (report %s)", table, "passed" if gate["passed"] else "FAILED",
                       gate["report_path"])
     wh = Warehouse(settings.db_path)
     from prefect.runtime import flow_run
 
-    roles = {}
-    if kind == "timeseries":
-        time_column, entity = series_roles(split[2], split[0])
-        roles = {"time_column": time_column, "id_column": entity or "series_id"}
     row = dict(model_row, _generation={"seed": seed, "conditions": conditions, "kind": kind, "roles": roles,
                                        "run_id": str(flow_run.get_id() or "")})
     with wh.transaction() as con:
