@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "flows.commands.feedback",
     "flows.commands.monitor",
     "flows.commands.dashboard",
+    "flows.commands.augment",
 )
 
 

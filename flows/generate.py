@@ -22,19 +22,23 @@ class GenerateError(SynthwatchError):
     """Generation input that cannot be used: a row count, a --where clause, a target table."""
 
 
-def parse_where(where: str | None) -> dict[str, str]:
-    """`"Class=1"` or `"Class=1,sex=Male"` -> {column: value as text}; the model coerces and checks the values."""
-    if where is None or not where.strip():
-        return {}
-    out: dict[str, str] = {}
-    for part in where.split(","):
-        col, sep, value = part.partition("=")
-        col, value = col.strip(), value.strip()
-        if not sep or not col or not value:
-            raise GenerateError(f"bad --where {where!r}: write column=value, several joined by commas "
-                                "(e.g. --where \"Class=1\")")
-        out[col] = value.strip("'\"")
-    return out
+def parse_where(where: str | None) -> dict:
+    """`"Class=1"`, `"Class=1,sex=Male"` or `"Amount>100,Class=1"` -> conditions (values as text, ranges as
+    `generators.conditions.Range`); the model types and checks the values."""
+    from generators.conditions import parse_conditions
+    from generators.errors import ConditionError
+
+    try:
+        return parse_conditions(where)
+    except ConditionError as exc:
+        raise GenerateError(f"bad --where {where!r}: {exc}") from None
+
+
+def conditions_text(conditions: dict) -> str:
+    """Conditions as the text --where takes (for the warehouse's records and JSON output)."""
+    from generators.conditions import format_conditions
+
+    return format_conditions(conditions) if conditions else ""
 
 
 def max_rows() -> int:
@@ -92,7 +96,7 @@ def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: di
     meta = model_row.get("_generation", {})
     insert_row(con, "_generations", {
         "table_name": table, "model_id": model_row["model_id"], "rows": len(df), "seed": meta.get("seed"),
-        "conditions": json.dumps(meta.get("conditions") or {}), "published_schema": schema,
+        "conditions": json.dumps(conditions_text(meta.get("conditions") or {})), "published_schema": schema,
         "created_at": now_utc()})
     record_table(con, table, schema=schema, kind=meta.get("kind", "tabular"), origin="generated",
                  detail={"model_id": model_row["model_id"], "source_table": model_row.get("source_table"),
@@ -126,9 +130,21 @@ def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, cond
     real, holdout, detail = split if split is not None else read_training_split(settings, model_row)
     kind = model_kind(model_row)
 
+    typed = None
+    if conditions and kind == "tabular":  # typed by the model, ranges included, as the sample met them
+        if gen is None:
+            from generators.base import Generator
+
+            gen = Generator.load(model_row["path"])
+        typed = gen.check_conditions(conditions)
+
     def matching(frame: pd.DataFrame | None) -> pd.DataFrame | None:
         if frame is None or not conditions:
             return frame
+        if typed is not None:
+            from generators.codec import matches
+
+            return frame[matches(frame, typed)].reset_index(drop=True)
         mask = pd.Series(True, index=frame.index)
         for column, value in conditions.items():
             mask &= frame[column].astype(str) == str(value)
@@ -138,13 +154,14 @@ def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, cond
     full_real = real if holdout is None else pd.concat([real, holdout], ignore_index=True)
     real, holdout = matching(real), matching(holdout)
     if len(real) < 2:
-        raise GenerateError(f"only {len(real)} training row(s) meet {conditions}: too few to check the synthetic "
-                            "data against; train on more data or relax --where")
+        raise GenerateError(f"only {len(real)} training row(s) meet {conditions_text(conditions)}: too few to "
+                            "check the synthetic data against; train on more data or relax --where")
     if holdout is not None and len(holdout) < 2:
         holdout = None
     source = {"model_id": model_row["model_id"], "generator": model_row["generator"],
               "real": model_row["train_table"], "holdout": model_row.get("holdout_table"),
-              "source_table": model_row["source_table"], "conditions": conditions, "command": "generate"}
+              "source_table": model_row["source_table"], "conditions": conditions_text(conditions),
+              "command": "generate"}
     if kind != "tabular":
         return run_gate(settings, real, df, holdout, table=table, thresholds=qcfg["kind_thresholds"][kind],
                         source=source, seed=qcfg["seed"], kind=kind, detail=detail, synthetic_roles=roles)
@@ -216,7 +233,7 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
     with wh.transaction() as con:
         published = publish_synthetic(settings, con, table, df, row, gate=gate, replace=replace)
     return {**published, "kind": kind, "items": count, "model_id": model_id, "generator": model_row["generator"],
-            "seed": seed, "conditions": conditions, "sample_seconds": round(sample_seconds, 3),
+            "seed": seed, "conditions": conditions_text(conditions), "sample_seconds": round(sample_seconds, 3),
             "columns": [str(c) for c in df.columns],
             "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],
                         "report_id": gate["report_id"],
