@@ -35,10 +35,17 @@ def parse_where(where: str | None) -> dict:
 
 
 def conditions_text(conditions: dict) -> str:
-    """Conditions as the text --where takes (for the warehouse's records and JSON output)."""
+    """Conditions as the text --where takes (for messages)."""
     from generators.conditions import format_conditions
 
     return format_conditions(conditions) if conditions else ""
+
+
+def conditions_json(conditions: dict) -> dict:
+    """Conditions as JSON for the warehouse's records and --json: {column: value, or a range's bounds}."""
+    from generators.conditions import Range
+
+    return {c: (v.to_dict() if isinstance(v, Range) else v) for c, v in (conditions or {}).items()}
 
 
 def max_rows() -> int:
@@ -96,7 +103,7 @@ def publish_synthetic(settings, con, table: str, df: pd.DataFrame, model_row: di
     meta = model_row.get("_generation", {})
     insert_row(con, "_generations", {
         "table_name": table, "model_id": model_row["model_id"], "rows": len(df), "seed": meta.get("seed"),
-        "conditions": json.dumps(conditions_text(meta.get("conditions") or {})), "published_schema": schema,
+        "conditions": json.dumps(conditions_json(meta.get("conditions") or {})), "published_schema": schema,
         "created_at": now_utc()})
     record_table(con, table, schema=schema, kind=meta.get("kind", "tabular"), origin="generated",
                  detail={"model_id": model_row["model_id"], "source_table": model_row.get("source_table"),
@@ -160,7 +167,7 @@ def gate_synthetic(settings, model_row: dict, table: str, df: pd.DataFrame, cond
         holdout = None
     source = {"model_id": model_row["model_id"], "generator": model_row["generator"],
               "real": model_row["train_table"], "holdout": model_row.get("holdout_table"),
-              "source_table": model_row["source_table"], "conditions": conditions_text(conditions),
+              "source_table": model_row["source_table"], "conditions": conditions_json(conditions),
               "command": "generate"}
     if kind != "tabular":
         return run_gate(settings, real, df, holdout, table=table, thresholds=qcfg["kind_thresholds"][kind],
@@ -212,6 +219,9 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
             count = int(learned if split[2].get("id_column") else min(learned, 200))
         else:
             count = int(model_row["train_rows"])
+    # how the sample meets --where: natively (conditioned columns sampled first) or by rejection (said so)
+    method = gen.conditioning_method(conditions) if hasattr(gen, "conditioning_method") else (
+        "native" if conditions else "none")
     started = time.perf_counter()
     df, roles = sample_model(gen, kind, count, seed, conditions, length)
     if len(df) > max_rows():
@@ -233,7 +243,9 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
     with wh.transaction() as con:
         published = publish_synthetic(settings, con, table, df, row, gate=gate, replace=replace)
     return {**published, "kind": kind, "items": count, "model_id": model_id, "generator": model_row["generator"],
-            "seed": seed, "conditions": conditions_text(conditions), "sample_seconds": round(sample_seconds, 3),
+            "seed": seed, "conditions": conditions_json(conditions), "where": conditions_text(conditions),
+            "conditioning": method,
+            "sample_seconds": round(sample_seconds, 3),
             "columns": [str(c) for c in df.columns],
             "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],
                         "report_id": gate["report_id"],

@@ -65,7 +65,8 @@ def run_generate_command(args, settings) -> CommandResult:
 
     r = run_generate(settings, args.model, args.rows, args.table, seed=args.seed, where=args.where,
                      replace=args.replace, sequences=args.sequences, length=args.length)
-    cond = f" where {r['conditions']}" if r["conditions"] else ""
+    cond = (f" where {r['where']} ({'by rejection' if r.get('conditioning') == 'rejection' else 'natively'})"
+            if r["conditions"] else "")
     what = {"timeseries": f"{r['items']} synthetic sequences ({r['rows']} rows)",
             "image": f"{r['items']} synthetic images"}.get(r["kind"], f"{r['rows']} synthetic rows")
     text = (f"{r['table']}: {what} from {r['model_id']}{cond} in {r['sample_seconds']:.1f}s; "
