@@ -313,7 +313,8 @@ def pipeline_stage(settings, stage_config: dict) -> dict:
         retired = []
         if replace_previous:
             earlier = [m["model_id"] for m in list_models(settings)
-                       if m["made_by"] == "pipeline" and m["source_table"] == table and m["generator"] == generator
+                       if m["made_by"] == "pipeline" and m["source_table"] == table
+                       and m["generator"] == result["generator"]
                        and m["model_id"] != result["model_id"]]
             retired = [d["model_id"] for d in delete_models(settings, earlier)] if earlier else []
         done.append({**{k: result[k] for k in ("model_id", "generator", "source_table", "train_rows",
