@@ -72,8 +72,9 @@ def check_pipeline(settings: Settings, stages: list[str]) -> None:
         from flows.train import check_train_args
 
         for i, job in enumerate(config["train"]["models"]):
-            try:
-                check_train_args(job["generator"], job["holdout"], job["epochs"], job["params"])
+            try:  # no generator named: the table's kind decides once it is ingested (run_train checks then)
+                if job["generator"] is not None:
+                    check_train_args(job["generator"], job["holdout"], job["epochs"], job["params"])
             except user_error_types() as exc:
                 raise ConfigError(f"train.models.{i}: {exc}") from None
     if "generate" in stages:
@@ -81,7 +82,8 @@ def check_pipeline(settings: Settings, stages: list[str]) -> None:
 
         for i, job in enumerate(config["generate"]["tables"]):
             try:
-                check_generate_args(job["rows"], job["table"], job["where"])
+                check_generate_args(job["rows"], job["table"], job["where"], sequences=job["sequences"],
+                                    length=job["length"])
             except user_error_types() as exc:
                 raise ConfigError(f"generate.tables.{i}: {exc}") from None
     if "generate" in stages or "train" in stages:
