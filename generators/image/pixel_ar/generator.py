@@ -20,8 +20,9 @@ class PixelARGenerator(ImageGenerator):
 
     Intensities are quantised to `levels` equal bins of 0..255 (256 = exact) and modelled as categories; a sampled
     level decodes to its bin's centre. Sampling is sequential by nature: height x width steps, each run on a
-    whole batch of `sample_batch` images at once and only on the rows and columns the step depends on. On two
-    cores at 28x28 with the defaults it draws about 10-20 images per second (see the README's benchmark).
+    whole batch of `sample_batch` images at once and only on the rows and columns the step depends on. At 28x28
+    with the defaults it draws about 13 images per second on one thread of a shared 2-core machine (batch 375,
+    bench/images.py); training runs at about 40 images per second per epoch there.
     """
 
     name = "pixel_ar"
