@@ -65,6 +65,8 @@ class GenerateTable(_Section):
     seed: int | None = None
     where: str | None = None
     replace: bool = True  # the pipeline owns its synthetic tables; ingested ones are never replaced
+    # a table that fails its gate goes to quarantine either way; true: the run records that and goes on (exit 0)
+    allow_quarantine: bool = False
 
 
 class GenerateSection(_Section):

@@ -330,9 +330,17 @@ def pipeline_stage(settings, stage_config: dict) -> dict:
             raise GenerateError(f"no {generator} model trained on {source}; add it to the train stage")
         # The pipeline owns its synthetic tables: each run replaces the table its previous run generated
         # (never an ingested one: check_write_target refuses that whatever `replace` says).
-        result = run_generate(settings, models[0]["model_id"], job.get("rows"), job["table"], seed=job.get("seed"),
-                              where=job.get("where"), replace=bool(job.get("replace", True)),
-                              sequences=job.get("sequences"), length=job.get("length"))
+        try:
+            result = run_generate(settings, models[0]["model_id"], job.get("rows"), job["table"],
+                                  seed=job.get("seed"), where=job.get("where"),
+                                  replace=bool(job.get("replace", True)), sequences=job.get("sequences"),
+                                  length=job.get("length"))
+        except GateFailed as exc:
+            # the table is in quarantine, never published; with `allow_quarantine` the run records that and goes on
+            if not job.get("allow_quarantine") or exc.result is None:
+                raise
+            result = exc.result
         done.append({**{k: result[k] for k in ("table", "rows", "model_id", "sample_seconds")},
-                     "quality": {k: result["quality"][k] for k in ("passed", "values", "report_path")}})
+                     "published": result["quality"]["passed"],
+                     "quality": {k: result["quality"].get(k) for k in ("passed", "failing", "values", "report_path")}})
     return {"tables": done}
