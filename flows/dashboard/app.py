@@ -328,7 +328,7 @@ def page_monitoring(s: Settings, status: dict) -> None:
         "latency": frame["latency_seconds"].map(lambda v: "—" if pd.isna(v) else f"{v:,.1f} s")})
     st.dataframe(table.iloc[::-1], hide_index=True, key="monitor_table")
     st.subheader("Monitoring events")
-    ev = data.events(db, model_id)
+    ev = data.events(db, model_id, record["table_name"])
     if ev.empty:
         st.info("No monitoring events: no drift, alert-rate jump or gap has been recorded.")
     else:

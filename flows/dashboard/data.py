@@ -302,15 +302,17 @@ def feature_drift(db: str | Path, model_id: str) -> pd.DataFrame:
             FROM main._drift d {order} WHERE d.model_id = ? ORDER BY arrived, d.batch_id, d.feature""", [model_id])
 
 
-def events(db: str | Path, model_id: str | None = None, limit: int = 100) -> pd.DataFrame:
-    """Monitoring events (drift, alert rate, gaps, champion changes), newest first."""
+def events(db: str | Path, model_id: str | None = None, table: str | None = None, limit: int = 100) -> pd.DataFrame:
+    """Monitoring events (drift, alert rate, gaps, champion changes), newest first: of one detector and the events of
+    its table that name no detector (a gap in the batches), or all."""
     with Warehouse(db).read() as con:
         if not _has(con, "monitoring_events"):
             return pd.DataFrame(columns=["created_at", "event_type", "table_name", "model_id", "batch_id",
                                          "message"])
         where, params = "", []
         if model_id:
-            where, params = "WHERE model_id = ? OR model_id IS NULL", [model_id]
+            where, params = ("WHERE model_id = ? OR (model_id IS NULL AND lower(table_name) = lower(?))",
+                             [model_id, table or ""])
         return _frame(con, f"""
             SELECT created_at, event_type, table_name, model_id, batch_id, message FROM main.monitoring_events
             {where} ORDER BY created_at DESC LIMIT ?""", [*params, int(limit)])

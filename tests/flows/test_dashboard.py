@@ -128,6 +128,12 @@ def monitored(one_shot, warehouse, settings):
         insert_row(con, "monitoring_events", {
             "event_id": "e1", "event_type": "drift", "table_name": "tx", "model_id": "tx-iforest-1",
             "batch_id": "b03", "message": "score PSI 0.31 above 0.2 in batch b03", "created_at": T0 + timedelta(days=3)})
+        insert_row(con, "monitoring_events", {
+            "event_id": "e2", "event_type": "gap", "table_name": "tx", "message": "no batch for 2 days",
+            "created_at": T0 + timedelta(days=6)})
+        insert_row(con, "monitoring_events", {
+            "event_id": "e3", "event_type": "gap", "table_name": "other", "message": "no batch of other",
+            "created_at": T0 + timedelta(days=6)})
         # Two labels in the newest batch's top alerts: one fraud, one normal.
         top = con.execute("SELECT item_key FROM main.anomaly_scores WHERE batch_id = 'b03' AND is_alert "
                           "ORDER BY score DESC LIMIT 2").fetchall()
@@ -363,8 +369,9 @@ def test_monitoring_shows_batches_precision_psi_and_events_from_the_warehouse(ap
     assert {t["name"] for t in psi["data"]} == {"score PSI", "largest feature PSI"}
     assert "Feature PSI per batch" in specs and "Score quantiles per batch" in specs
     events = frames(at, "monitor_events")
-    assert events["message"].tolist() == ["score PSI 0.31 above 0.2 in batch b03"]
-    assert events["type"].tolist() == ["drift"]
+    # This detector's events and its table's gaps, newest first; another table's events are not its.
+    assert events["message"].tolist() == ["no batch for 2 days", "score PSI 0.31 above 0.2 in batch b03"]
+    assert events["type"].tolist() == ["gap", "drift"]
     # Another k recomputes precision from the labels.
     at.selectbox(key="monitor_k").set_value(100).run()
     assert frames(at, "monitor_table")["precision@100"].iloc[0] == "50%"
