@@ -127,7 +127,8 @@ def monitored(one_shot, warehouse, settings):
                                            "psi": psi, "ks": 0.1, "computed_at": arrived + timedelta(minutes=5)})
         insert_row(con, "monitoring_events", {
             "event_id": "e1", "event_type": "drift", "table_name": "tx", "model_id": "tx-iforest-1",
-            "batch_id": "b03", "message": "score PSI 0.31 above 0.2 in batch b03", "created_at": T0 + timedelta(days=3)})
+            "batch_id": "b03", "message": "score PSI 0.31 above 0.2 in batch b03",
+            "created_at": T0 + timedelta(days=3)})
         insert_row(con, "monitoring_events", {
             "event_id": "e2", "event_type": "gap", "table_name": "tx", "message": "no batch for 2 days",
             "created_at": T0 + timedelta(days=6)})
