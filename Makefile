@@ -10,7 +10,7 @@ export MPLCONFIGDIR := $(CURDIR)/data/.matplotlib
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install data demo test bench clean browser dashboard
+.PHONY: install data demo monitor test bench clean browser dashboard
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ data: install
 
 demo: data
 	$(BIN)/synthwatch run
+
+# Scheduled monitoring on the demo's warehouse: serve the schedule, then replay the ULB transactions into the inbox,
+# one simulated hour every 30 s (Ctrl-C stops the feed; `synthwatch schedule stop` stops serving).
+monitor: demo
+	$(BIN)/synthwatch schedule start
+	@echo "watch it: .venv/bin/synthwatch monitor status | .venv/bin/synthwatch schedule list | make dashboard"
+	$(BIN)/synthwatch monitor replay --table creditcard --drop Class --interval 30
 
 # The dashboard's browser test drives Debian's chromium through chromedriver: installed here when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -53,5 +60,6 @@ bench: data
 
 # the local Prefect server that flow commands start (and `make demo` leaves running) is stopped before its state goes
 clean:
+	-test ! -x $(BIN)/synthwatch || $(BIN)/synthwatch schedule stop
 	-test ! -x $(BIN)/synthwatch || $(BIN)/synthwatch server stop
-	rm -rf data/warehouse.duckdb data/models data/reports data/prefect
+	rm -rf data/warehouse.duckdb data/models data/reports data/prefect data/inbox

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "flows.commands.warehouse",
     "flows.commands.export",
     "flows.commands.feedback",
+    "flows.commands.monitor",
     "flows.commands.dashboard",
 )
 

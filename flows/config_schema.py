@@ -96,6 +96,57 @@ class DetectSection(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class RetrainSection(_Section):
+    detector: str | None = None          # None: the champion's detector
+    label_column: str | None = None      # a label the arriving data carries, used with the analysts' labels
+    normal_value: int | float | str | bool | None = None
+    max_train_rows: int | None = Field(default=50_000, ge=1)
+    epochs: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    min_labels: int = Field(default=10, ge=2)
+    tolerance: float = Field(default=0.0, ge=0.0, le=1.0)  # AUPRC the challenger may lose and still win
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MonitorSection(_Section):
+    table: str = "transactions"
+    inbox: str | None = "inbox"          # relative to the data dir; null: score what is already ingested
+    model: str | None = None
+    reference_table: str | None = None
+    psi_threshold: float = Field(default=0.2, gt=0)
+    psi_consecutive: int = Field(default=2, ge=1)
+    drift_ignore: list[str] = Field(default_factory=list)
+    alert_rate_max: float | None = Field(default=None, gt=0, le=1)
+    alert_rate_factor: float = Field(default=3.0, gt=0)
+    max_gap_minutes: float | None = Field(default=120.0, gt=0)
+    drift_bins: int = Field(default=10, ge=2, le=100)
+    reference_rows: int = Field(default=50_000, ge=100)
+    retrain: RetrainSection = Field(default_factory=RetrainSection)
+
+
+class Deployment(_Section):
+    name: str
+    flow: Literal["monitor", "retrain", "pipeline"]
+    interval_seconds: float | None = Field(default=None, gt=0)
+    cron: str | None = None
+    retries: int = Field(default=1, ge=0)
+    retry_delay_seconds: float = Field(default=10.0, ge=0)
+    paused: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", name):
+            raise ValueError(f"deployment name {name!r}: use letters, digits, '-' and '_'")
+        return name
+
+
+class ScheduleSection(_Section):
+    deployments: list[Deployment] = Field(default_factory=list)
+
+
 class PipelineConfig(_Section):
     stages: list[str] = Field(default_factory=list)
     fetch: FetchSection = Field(default_factory=FetchSection)
@@ -104,6 +155,8 @@ class PipelineConfig(_Section):
     generate: GenerateSection = Field(default_factory=GenerateSection)
     quality: QualitySection = Field(default_factory=QualitySection)
     detect: DetectSection = Field(default_factory=DetectSection)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
 
     @field_validator("stages")
     @classmethod

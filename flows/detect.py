@@ -30,10 +30,12 @@ from flows.warehouse import Warehouse, validate_table_name
 def train_detector(settings: Settings, *, table: str, detector: str, label_column: str | None = None,
                    normal_value: str | None = None, key_column: str | None = None, epochs: int | None = None,
                    seed: int = 0, params: dict | None = None, max_train_rows: int | None = None,
-                   run_id: str | None = None, model_id: str | None = None, made_by: str = "cli") -> dict:
+                   run_id: str | None = None, model_id: str | None = None, made_by: str = "cli",
+                   exclude_keys: list[str] | None = None) -> dict:
     """Fit a detector on a table's normal rows, save it under models/<id>/ and record it in `_detectors`.
 
     `made_by` records who asked: `pipeline` (`synthwatch run`, whose later runs retire it) or `cli`.
+    `exclude_keys`: items kept out of training whatever their label (analysts' confirmed frauds).
     """
     from detectors.registry import create_detector, get_detector_class
 
@@ -46,11 +48,13 @@ def train_detector(settings: Settings, *, table: str, detector: str, label_colum
     if key_column and key_column not in frame.columns:
         raise DetectFlowError(f"key column {key_column!r} is not in table {table}; columns are "
                               f"{', '.join(map(str, frame.columns))}")
-    data, features, _ = detector_input(frame, kind, summary, key_column, label_column)
+    data, features, item_keys = detector_input(frame, kind, summary, key_column, label_column)
     labels = label_vector(frame, label_column, normal_value) if label_column else None
     train_idx, val_idx = split_rows(len(frame), kind, seed)
     if labels is not None and kind != "timeseries":
         train_idx = train_idx[labels[train_idx] == 0]
+    if exclude_keys and kind != "timeseries":
+        train_idx = train_idx[~item_keys.iloc[train_idx].isin(set(map(str, exclude_keys))).to_numpy()]
     if max_train_rows and kind != "timeseries" and len(train_idx) > int(max_train_rows):
         # A seeded sample of the normal rows keeps demo and CI training short on big tables.
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, int(max_train_rows), replace=False))
@@ -170,8 +174,9 @@ def score_table(settings: Settings, *, model_id: str, table: str, run_id: str | 
                         "scored_at": scored_at, "run_id": run_id or model_id,
                         "batch_id": pd.array([None] * len(keys), dtype="string")})
     with wh.transaction() as con:
-        replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ?",
-                               [model_id, table]).fetchall()[0][0]
+        # a one-shot scoring replaces this model's earlier one-shot scores of the table, never a monitor's batches
+        replaced = con.execute("DELETE FROM main.anomaly_scores WHERE model_id = ? AND table_name = ? AND "
+                               "batch_id IS NULL", [model_id, table]).fetchall()[0][0]
         Warehouse.write_frame(con, "anomaly_scores", out, mode="append", internal=True)
         record_table(con, "anomaly_scores", kind="tabular", origin="pipeline",
                      detail={"written_by": "detect score"}, run_id=run_id)

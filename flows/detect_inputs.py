@@ -56,9 +56,21 @@ def detector_input(frame: pd.DataFrame, kind: str, summary: dict, key_column: st
             if frame[summary["id_column"]].nunique() > 1:
                 raise DetectFlowError("the series table holds several series; ingest one series per table")
         return frame[features].reset_index(drop=True), features, keys
+    batch_column = summary.get("batch_column")
+    if batch_column and batch_column in frame.columns:
+        skip.add(batch_column)
     features = [c for c in frame.columns if c not in skip]
-    keys = frame[key_column].astype(str) if key_column else pd.Series(np.arange(len(frame)).astype(str))
-    return frame[features].reset_index(drop=True), features, keys
+    keys = frame[key_column].astype(str) if key_column else (
+        batch_keys(frame, batch_column) if batch_column and batch_column in frame.columns
+        else pd.Series(np.arange(len(frame)).astype(str)))
+    return frame[features].reset_index(drop=True), features, keys.reset_index(drop=True)
+
+
+def batch_keys(frame: pd.DataFrame, batch_column: str) -> pd.Series:
+    """Item keys of an inbox table: `<batch id>:<position in its batch>`, stable however many batches follow
+    (the frame must hold whole batches in insertion order, as `read_table` and the monitor read them)."""
+    batches = frame[batch_column].astype(str)
+    return batches + ":" + batches.groupby(batches, sort=False).cumcount().astype(str)
 
 
 def label_vector(frame: pd.DataFrame, label_column: str, normal_value: str | None) -> np.ndarray:

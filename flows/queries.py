@@ -108,3 +108,32 @@ def load_model_record(wh: Warehouse, model_id: str) -> dict:
                 "SELECT model_id FROM main._detectors ORDER BY created_at DESC LIMIT 10").fetchall()]
             raise DetectFlowError(f"unknown model {model_id!r}; trained models: {', '.join(known)}")
     return dict(zip(names, row))
+
+
+def monitor_status(settings: Settings, table: str, limit: int = 50) -> dict:
+    """The monitored table's batches (newest first) with their figures, its champion and its latest events."""
+    empty = {"table": table, "batches": [], "events": [], "champion": None, "n_batches": 0, "n_rejected": 0}
+    if not settings.db_path.exists():
+        return empty
+    with Warehouse(settings.db_path).read() as con:
+        if not Warehouse.exists(con, "_batches"):
+            return empty
+        rows = con.execute(
+            "SELECT b.batch_id, b.file_name, b.status, b.reason, b.rows, b.arrived_at, m.alerts, m.alert_rate, "
+            "m.psi_score, m.max_feature_psi, m.scored_at, m.model_id, m.latency_seconds FROM main._batches b "
+            "LEFT JOIN main._monitor_batches m USING (batch_id) WHERE lower(b.table_name) = lower(?) "
+            "ORDER BY b.arrived_at DESC, b.ingested_at DESC LIMIT ?", [table, limit]).fetchall()
+        counts = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'rejected') FROM main._batches "
+                             "WHERE lower(table_name) = lower(?)", [table]).fetchall()[0]
+        champion = con.execute("SELECT model_id FROM main._champions WHERE lower(table_name) = lower(?)",
+                               [table]).fetchall()
+        events = con.execute("SELECT event_type, message, batch_id, created_at FROM main.monitoring_events "
+                             "WHERE lower(table_name) = lower(?) ORDER BY created_at DESC LIMIT 20",
+                             [table]).fetchall()
+    names = ("batch_id", "file_name", "status", "reason", "rows", "arrived_at", "alerts", "alert_rate", "psi_score",
+             "max_feature_psi", "scored_at", "model_id", "latency_seconds")
+    batches = [{k: (str(v) if k in ("arrived_at", "scored_at") and v is not None else v) for k, v in zip(names, r)}
+               for r in rows]
+    return {"table": table, "batches": batches, "champion": champion[0][0] if champion else None,
+            "n_batches": int(counts[0]), "n_rejected": int(counts[1]),
+            "events": [{"event_type": t, "message": m, "batch_id": b, "created_at": str(c)} for t, m, b, c in events]}

@@ -98,6 +98,12 @@ def _strip_compression(path: Path) -> str:
     return Path(name).suffix
 
 
+def open_text(path: Path):
+    """A text handle on a file, gzip-decompressed when its name ends in .gz (undecodable bytes replaced)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    return opener(path, "rt", errors="replace")
+
+
 def _looks_delimited(path: Path, lines: int = 50) -> bool:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", errors="replace") as fh:

@@ -132,6 +132,8 @@ def _start(prefect_home: Path, *, host: str, port: int | None, timeout: float) -
     log_path = Path(prefect_home) / "server.log"
     env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "false"}
+    # new deployments get their scheduled runs within seconds, not at the next minute's scheduler pass
+    env.setdefault("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "5")
     env.pop("PREFECT_API_URL", None)
     prefect_bin = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect_bin), "server", "start", "--host", host, "--port", str(port), "--no-ui"]

@@ -137,3 +137,22 @@ def use_quality(tmp_path, monkeypatch):
 def report_only_config(use_quality):
     """A pipeline config whose quality gate reports without failing."""
     return use_quality(REPORT_ONLY_QUALITY, "report-only.yaml")
+
+
+@pytest.fixture
+def restore_export():
+    """restore_export(folder, db_path) -> an open connection to db_path rebuilt from a DuckDB `EXPORT DATABASE`
+    fixture folder (its schema.sql and load.sql, which name their files `export_vN/...`)."""
+    import duckdb
+
+    def restore(folder: Path, db_path: Path):
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(db_path))
+        for script in ("schema.sql", "load.sql"):
+            sql = (folder / script).read_text()
+            sql = sql.replace(f"'export_{folder.name.split('_')[-1]}/", f"'{folder}/")
+            for statement in filter(str.strip, sql.split(";\n")):
+                con.execute(statement)
+        return con
+
+    return restore

@@ -149,19 +149,12 @@ def test_train_refuses_a_table_of_another_kind(cli, warehouse, tmp_path):
 FIXTURE_V3 = Path(__file__).parent / "data" / "warehouse_v3"
 
 
-def test_a_version_3_warehouse_is_migrated_to_monitoring(settings, warehouse, cli):
+def test_a_version_3_warehouse_is_migrated_to_monitoring(settings, warehouse, cli, restore_export):
     """A file the previous release wrote (schema 3) opens: scores gain a batch column, monitoring tables appear,
     and everything it held is still there and usable."""
-    import duckdb
-
     from flows.bookkeeping import SCHEMA_VERSION, catalog_entry, stored_version
 
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(settings.db_path))
-    for script in ("schema.sql", "load.sql"):
-        sql = (FIXTURE_V3 / script).read_text().replace("'export_v3/", f"'{FIXTURE_V3}/")
-        for statement in filter(str.strip, sql.split(";\n")):
-            con.execute(statement)
+    con = restore_export(FIXTURE_V3, settings.db_path)
     assert stored_version(con) == 3
     n_scores = con.execute("SELECT count(*) FROM anomaly_scores").fetchall()[0][0]
     con.close()

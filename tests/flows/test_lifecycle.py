@@ -4,12 +4,10 @@ unambiguous, and the pipeline retires its own earlier models and detectors by wh
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
@@ -246,14 +244,10 @@ def test_two_pipeline_runs_leave_one_pipeline_model_and_detector_and_spare_hand_
 
 
 # ------------------------------------------------------------------ schema version 3
-def test_a_version_2_warehouse_learns_who_made_each_model(settings, warehouse):
+def test_a_version_2_warehouse_learns_who_made_each_model(settings, warehouse, restore_export):
     from flows.bookkeeping import SCHEMA_VERSION, stored_version
 
-    con = duckdb.connect(str(settings.db_path))
-    for script in ("schema.sql", "load.sql"):
-        sql = (FIXTURE_V2 / script).read_text().replace("'export_v2/", f"'{FIXTURE_V2}/")
-        for statement in filter(str.strip, sql.split(";\n")):
-            con.execute(statement)
+    con = restore_export(FIXTURE_V2, settings.db_path)
     assert stored_version(con) == 2
     con.close()
     with warehouse.read() as con:

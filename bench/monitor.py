@@ -1,0 +1,140 @@
+"""How fast does monitoring keep up? The ULB transactions replayed hour by hour through the inbox, scored, recorded.
+
+Run by hand (about 5 minutes on 2 cores):
+    flock /work/heavy.lock .venv/bin/python bench/monitor.py [--detector iforest] [--rows N]
+In one run, on the real ULB credit-card data (284,807 transactions, 48 hourly files):
+- peer: bare scoring: DuckDB reads the table and the same detector scores every row (no inbox, no drift, no writes);
+- monitor (library): `flows.monitor.monitor_once`: ingest the 48 files as batches, score, drift (PSI/KS of 30
+  features and the score), events, all writes, one process;
+- monitor (flow): `synthwatch monitor run` as a user runs it: a Prefect flow run on the local server, in a fresh
+  process (imports included);
+- latency: one more hourly file dropped into the inbox, then `monitor_once`: seconds from the file's arrival to its
+  alerts being committed.
+Rows per second are end to end; the ratio to the peer says what ingesting, drift and bookkeeping cost on top of the
+detector. Results go to bench/results/monitor.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detector", default="iforest")
+    parser.add_argument("--train-rows", type=int, default=50_000)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="synthwatch-bench-monitor-", dir=ROOT / "data"))
+    os.environ["SYNTHWATCH_DATA_DIR"] = str(work)
+    config = work / "config.yaml"
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "flows" / "pipeline.yaml").read_text())
+    cfg["monitor"].update({"inbox": str(work / "inbox"), "reference_table": "creditcard", "max_gap_minutes": None})
+    config.write_text(yaml.safe_dump(cfg))
+    os.environ["SYNTHWATCH_CONFIG"] = str(config)
+    from flows.config import Settings
+    from flows.prefect_env import configure_prefect
+
+    settings = Settings.from_env()
+    configure_prefect(settings.prefect_home, settings.data_dir)
+    import duckdb
+
+    from flows.bookkeeping import record_table
+    from flows.detect import train_detector
+    from flows.monitor import MonitorSettings, load_champion, monitor_once
+    from flows.replay import replay_table
+    from flows.warehouse import Warehouse
+
+    wh = Warehouse(settings.db_path)
+    source = ROOT / "data" / "raw" / "creditcard" / "creditcard.csv"
+    cc = duckdb.connect().execute(f"SELECT * FROM read_csv('{source}')").df()
+    with wh.transaction() as con:
+        wh.write_frame(con, "creditcard", cc)
+        record_table(con, "creditcard", kind="tabular", origin="ingested")
+    trained = train_detector(settings, table="creditcard", detector=args.detector, label_column="Class",
+                             normal_value="0", max_train_rows=args.train_rows)
+    model_id = trained["model_id"]
+    results: dict = {"rows": len(cc), "detector": args.detector, "model_id": model_id}
+
+    # peer: bare scoring of the same rows by the same detector
+    model, record, features = load_champion(wh, model_id)
+    started = time.perf_counter()
+    with wh.read() as con:
+        frame = con.execute("SELECT * FROM main.creditcard").df()
+    model.score(frame[features])
+    results["bare_seconds"] = time.perf_counter() - started
+
+    # the monitor, library path: 47 hourly files at once (the 48th is kept for the latency run)
+    replay = replay_table(settings, "creditcard", work / "inbox", files=47, drop=["Class"])
+    monitor_cfg = MonitorSettings.from_config(settings.config["monitor"])
+    started = time.perf_counter()
+    out = monitor_once(settings, monitor_cfg)
+    results["monitor_seconds"] = time.perf_counter() - started
+    results["monitor_rows"] = out["rows"]
+    results["files"] = len(replay["files"])
+
+    # latency of one new hourly file
+    replay_table(settings, "creditcard", work / "inbox", start=47, files=1, drop=["Class"])
+    arrived = time.time()
+    out = monitor_once(settings, monitor_cfg)
+    results["latency_seconds"] = time.time() - arrived
+    results["latency_rows"] = out["rows"]
+
+    # the flow as a user runs it, in a fresh process, on a copy of the warehouse before monitoring
+    with wh.transaction() as con:
+        for table in ("_monitor_batches", "_drift", "monitoring_events", "_champions"):
+            con.execute(f"DELETE FROM main.{table}")
+        con.execute("DELETE FROM main.anomaly_scores WHERE batch_id IS NOT NULL")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "monitor", "run", "--json"], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    results["flow_seconds"] = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    results["flow_rows"] = json.loads(proc.stdout.strip().splitlines()[-1])["rows"]
+    subprocess.run([sys.executable, "-m", "flows.cli", "server", "stop"], env=env, cwd=ROOT, capture_output=True)
+
+    rps = lambda rows, s: rows / s  # noqa: E731
+    lines = [f"# Monitor throughput ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"{time.strftime('%Y-%m-%d')})", "",
+             f"ULB credit card, {results['rows']:,} rows, {results['files']} hourly files + 1; detector "
+             f"{args.detector} trained on {args.train_rows:,} normal rows.", "",
+             "| path | rows | seconds | rows/s | vs bare scoring |", "|---|---:|---:|---:|---:|",
+             f"| bare scoring (peer: DuckDB read + score) | {results['rows']:,} | {results['bare_seconds']:.1f} | "
+             f"{rps(results['rows'], results['bare_seconds']):,.0f} | 1.00 |",
+             f"| monitor, library (inbox + score + drift + writes) | {results['monitor_rows']:,} | "
+             f"{results['monitor_seconds']:.1f} | {rps(results['monitor_rows'], results['monitor_seconds']):,.0f} | "
+             f"{results['monitor_seconds'] / results['bare_seconds'] * results['rows'] / results['monitor_rows']:.2f} |",
+             f"| monitor, `synthwatch monitor run` (fresh process, Prefect flow; score + drift + writes of the ingested batches) | {results['flow_rows']:,} | "
+             f"{results['flow_seconds']:.1f} | {rps(results['flow_rows'], results['flow_seconds']):,.0f} | "
+             f"{results['flow_seconds'] / results['bare_seconds'] * results['rows'] / results['flow_rows']:.2f} |",
+             "", f"Latency of one new hourly file ({results['latency_rows']:,} rows): "
+                 f"{results['latency_seconds']:.2f} s from arrival to alerts committed."]
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "monitor.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(json.dumps(results, default=str))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
