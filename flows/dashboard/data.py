@@ -184,11 +184,27 @@ def item_fields(db: str | Path, record: dict, table: str, item_keys: list[str]) 
             frame = _frame(con, f"SELECT CAST({column} AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
                                 f"WHERE {match}", values)
         else:
-            positions = [int(k) for k in keys if k.isdigit()]
-            if not positions:
-                return pd.DataFrame()
-            frame = _frame(con, f"SELECT CAST(rowid AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
-                                f"WHERE rowid IN ({', '.join('?' * len(positions))})", positions)
+            from flows.bookkeeping import catalog_entry
+
+            detail = (catalog_entry(con, stored) or {}).get("detail", {})
+            batch_column = detail.get("batch_column") or "batch_id"
+            columns = {r[0] for r in con.execute(f"DESCRIBE {qualified(stored)}").fetchall()}
+            if batch_column in columns and any(":" in k for k in keys):
+                # An inbox table's rows are keyed `<batch id>:<position in its batch>` (flows.detect_inputs.batch_keys)
+                column = quote_ident(batch_column)
+                batch_ids = sorted({k.rsplit(":", 1)[0] for k in keys})
+                frame = _frame(con, f"""
+                    SELECT * FROM (
+                        SELECT CAST({column} AS VARCHAR) || ':' || CAST(row_number() OVER (PARTITION BY {column}
+                               ORDER BY rowid) - 1 AS VARCHAR) AS __item_key, *
+                        FROM {qualified(stored)} WHERE CAST({column} AS VARCHAR) IN ({', '.join('?' * len(batch_ids))}))
+                    WHERE __item_key IN ({marks})""", [*batch_ids, *keys])
+            else:
+                positions = [int(k) for k in keys if k.isdigit()]
+                if not positions:
+                    return pd.DataFrame()
+                frame = _frame(con, f"SELECT CAST(rowid AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
+                                    f"WHERE rowid IN ({', '.join('?' * len(positions))})", positions)
     return frame.drop_duplicates("__item_key").set_index("__item_key")
 
 

@@ -549,3 +549,26 @@ def test_a_warehouse_held_by_a_writer_is_a_one_line_error_not_a_traceback(app, o
         writer.wait()
     at.run()  # the writer is gone: the next rerun reads again
     assert not at.error and metric(at, "Alerts matching") != ""
+
+
+def test_inbox_items_keyed_by_batch_and_position_show_their_own_fields(app, warehouse, settings):
+    """The monitor flow keys an inbox table's rows `<batch id>:<position in its batch>`: the queue finds them."""
+    from flows.bookkeeping import insert_row, record_table
+
+    rows = pd.DataFrame({"Time": [1.0, 2.0, 3.0, 4.0, 5.0], "Amount": [10.5, 20.5, 999.5, 40.5, 55.5],
+                         "V1": [0.1, 0.2, 9.0, 0.4, 0.5], "V2": [0.0] * 5,
+                         "batch_id": ["bA", "bA", "bB", "bB", "bB"]})
+    scores = pd.DataFrame({"model_id": "inbox-1", "table_name": "transactions",
+                           "item_key": ["bA:0", "bA:1", "bB:0", "bB:1", "bB:2"],
+                           "score": [0.1, 0.2, 0.95, 0.3, 0.85], "threshold": THRESHOLD,
+                           "is_alert": [False, False, True, False, True], "scored_at": T0, "run_id": "r",
+                           "batch_id": ["bA", "bA", "bB", "bB", "bB"]})
+    with warehouse.transaction() as con:
+        warehouse.write_frame(con, "transactions", rows)
+        record_table(con, "transactions", kind="tabular", origin="ingested", detail={"batch_column": "batch_id"})
+        insert_row(con, "_detectors", {**detector_row(settings, "inbox-1", "iforest"), "key_column": None,
+                                       "table_name": "transactions"})
+        warehouse.write_frame(con, "anomaly_scores", scores, mode="append", internal=True)
+    at = app("alerts")
+    shown = frames(at, "alert_table")
+    assert shown[["item", "amount"]].values.tolist() == [["bB:0", "999.5"], ["bB:2", "55.5"]]
