@@ -56,6 +56,7 @@ bench: data
 	$(BIN)/python bench/tabular.py
 	$(BIN)/python bench/quality.py
 	sh bench/run_detect.sh
+	$(BIN)/python bench/dashboard.py
 
 # the local Prefect server that flow commands start (and `make demo` leaves running) is stopped before its state goes
 clean:

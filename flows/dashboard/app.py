@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from datetime import datetime
 
@@ -170,9 +171,9 @@ def page_alerts(s: Settings, status: dict) -> None:
     fields, contrib = details.get((row["model_id"], str(row["item_key"])), (None, None))
     left, right = st.columns([1, 2])
     if fields is not None:
-        left.dataframe(pd.DataFrame({"field": fields.index.astype(str),
-                                     "value": [fmt_num(v) if isinstance(v, (int, float)) else str(v)
-                                               for v in fields.values]}),
+        shown = [fmt_num(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
+                 for v in fields.values]  # numpy scalars are numbers too
+        left.dataframe(pd.DataFrame({"field": fields.index.astype(str), "value": shown}),
                        hide_index=True, height=300, key="alert_fields")
     else:
         left.info("The item's own fields are shown for tabular tables whose rows are still in the warehouse.")
@@ -328,7 +329,7 @@ def page_monitoring(s: Settings, status: dict) -> None:
         "latency": frame["latency_seconds"].map(lambda v: "—" if pd.isna(v) else f"{v:,.1f} s")})
     st.dataframe(table.iloc[::-1], hide_index=True, key="monitor_table")
     st.subheader("Monitoring events")
-    ev = data.events(db, model_id)
+    ev = data.events(db, model_id, record["table_name"])
     if ev.empty:
         st.info("No monitoring events: no drift, alert-rate jump or gap has been recorded.")
     else:

@@ -184,11 +184,27 @@ def item_fields(db: str | Path, record: dict, table: str, item_keys: list[str]) 
             frame = _frame(con, f"SELECT CAST({column} AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
                                 f"WHERE {match}", values)
         else:
-            positions = [int(k) for k in keys if k.isdigit()]
-            if not positions:
-                return pd.DataFrame()
-            frame = _frame(con, f"SELECT CAST(rowid AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
-                                f"WHERE rowid IN ({', '.join('?' * len(positions))})", positions)
+            from flows.bookkeeping import catalog_entry
+
+            detail = (catalog_entry(con, stored) or {}).get("detail", {})
+            batch_column = detail.get("batch_column") or "batch_id"
+            columns = {r[0] for r in con.execute(f"DESCRIBE {qualified(stored)}").fetchall()}
+            if batch_column in columns and any(":" in k for k in keys):
+                # An inbox table's rows are keyed `<batch id>:<position in its batch>` (flows.detect_inputs.batch_keys)
+                column = quote_ident(batch_column)
+                batch_ids = sorted({k.rsplit(":", 1)[0] for k in keys})
+                frame = _frame(con, f"""
+                    SELECT * FROM (
+                        SELECT CAST({column} AS VARCHAR) || ':' || CAST(row_number() OVER (PARTITION BY {column}
+                               ORDER BY rowid) - 1 AS VARCHAR) AS __item_key, *
+                        FROM {qualified(stored)} WHERE CAST({column} AS VARCHAR) IN ({', '.join('?' * len(batch_ids))}))
+                    WHERE __item_key IN ({marks})""", [*batch_ids, *keys])
+            else:
+                positions = [int(k) for k in keys if k.isdigit()]
+                if not positions:
+                    return pd.DataFrame()
+                frame = _frame(con, f"SELECT CAST(rowid AS VARCHAR) AS __item_key, * FROM {qualified(stored)} "
+                                    f"WHERE rowid IN ({', '.join('?' * len(positions))})", positions)
     return frame.drop_duplicates("__item_key").set_index("__item_key")
 
 
@@ -302,15 +318,17 @@ def feature_drift(db: str | Path, model_id: str) -> pd.DataFrame:
             FROM main._drift d {order} WHERE d.model_id = ? ORDER BY arrived, d.batch_id, d.feature""", [model_id])
 
 
-def events(db: str | Path, model_id: str | None = None, limit: int = 100) -> pd.DataFrame:
-    """Monitoring events (drift, alert rate, gaps, champion changes), newest first."""
+def events(db: str | Path, model_id: str | None = None, table: str | None = None, limit: int = 100) -> pd.DataFrame:
+    """Monitoring events (drift, alert rate, gaps, champion changes), newest first: of one detector and the events of
+    its table that name no detector (a gap in the batches), or all."""
     with Warehouse(db).read() as con:
         if not _has(con, "monitoring_events"):
             return pd.DataFrame(columns=["created_at", "event_type", "table_name", "model_id", "batch_id",
                                          "message"])
         where, params = "", []
         if model_id:
-            where, params = "WHERE model_id = ? OR model_id IS NULL", [model_id]
+            where, params = ("WHERE model_id = ? OR (model_id IS NULL AND lower(table_name) = lower(?))",
+                             [model_id, table or ""])
         return _frame(con, f"""
             SELECT created_at, event_type, table_name, model_id, batch_id, message FROM main.monitoring_events
             {where} ORDER BY created_at DESC LIMIT ?""", [*params, int(limit)])

@@ -127,7 +127,14 @@ def monitored(one_shot, warehouse, settings):
                                            "psi": psi, "ks": 0.1, "computed_at": arrived + timedelta(minutes=5)})
         insert_row(con, "monitoring_events", {
             "event_id": "e1", "event_type": "drift", "table_name": "tx", "model_id": "tx-iforest-1",
-            "batch_id": "b03", "message": "score PSI 0.31 above 0.2 in batch b03", "created_at": T0 + timedelta(days=3)})
+            "batch_id": "b03", "message": "score PSI 0.31 above 0.2 in batch b03",
+            "created_at": T0 + timedelta(days=3)})
+        insert_row(con, "monitoring_events", {
+            "event_id": "e2", "event_type": "gap", "table_name": "tx", "message": "no batch for 2 days",
+            "created_at": T0 + timedelta(days=6)})
+        insert_row(con, "monitoring_events", {
+            "event_id": "e3", "event_type": "gap", "table_name": "other", "message": "no batch of other",
+            "created_at": T0 + timedelta(days=6)})
         # Two labels in the newest batch's top alerts: one fraud, one normal.
         top = con.execute("SELECT item_key FROM main.anomaly_scores WHERE batch_id = 'b03' AND is_alert "
                           "ORDER BY score DESC LIMIT 2").fetchall()
@@ -363,8 +370,9 @@ def test_monitoring_shows_batches_precision_psi_and_events_from_the_warehouse(ap
     assert {t["name"] for t in psi["data"]} == {"score PSI", "largest feature PSI"}
     assert "Feature PSI per batch" in specs and "Score quantiles per batch" in specs
     events = frames(at, "monitor_events")
-    assert events["message"].tolist() == ["score PSI 0.31 above 0.2 in batch b03"]
-    assert events["type"].tolist() == ["drift"]
+    # This detector's events and its table's gaps, newest first; another table's events are not its.
+    assert events["message"].tolist() == ["no batch for 2 days", "score PSI 0.31 above 0.2 in batch b03"]
+    assert events["type"].tolist() == ["gap", "drift"]
     # Another k recomputes precision from the labels.
     at.selectbox(key="monitor_k").set_value(100).run()
     assert frames(at, "monitor_table")["precision@100"].iloc[0] == "50%"
@@ -541,3 +549,26 @@ def test_a_warehouse_held_by_a_writer_is_a_one_line_error_not_a_traceback(app, o
         writer.wait()
     at.run()  # the writer is gone: the next rerun reads again
     assert not at.error and metric(at, "Alerts matching") != ""
+
+
+def test_inbox_items_keyed_by_batch_and_position_show_their_own_fields(app, warehouse, settings):
+    """The monitor flow keys an inbox table's rows `<batch id>:<position in its batch>`: the queue finds them."""
+    from flows.bookkeeping import insert_row, record_table
+
+    rows = pd.DataFrame({"Time": [1.0, 2.0, 3.0, 4.0, 5.0], "Amount": [10.5, 20.5, 999.5, 40.5, 55.5],
+                         "V1": [0.1, 0.2, 9.0, 0.4, 0.5], "V2": [0.0] * 5,
+                         "batch_id": ["bA", "bA", "bB", "bB", "bB"]})
+    scores = pd.DataFrame({"model_id": "inbox-1", "table_name": "transactions",
+                           "item_key": ["bA:0", "bA:1", "bB:0", "bB:1", "bB:2"],
+                           "score": [0.1, 0.2, 0.95, 0.3, 0.85], "threshold": THRESHOLD,
+                           "is_alert": [False, False, True, False, True], "scored_at": T0, "run_id": "r",
+                           "batch_id": ["bA", "bA", "bB", "bB", "bB"]})
+    with warehouse.transaction() as con:
+        warehouse.write_frame(con, "transactions", rows)
+        record_table(con, "transactions", kind="tabular", origin="ingested", detail={"batch_column": "batch_id"})
+        insert_row(con, "_detectors", {**detector_row(settings, "inbox-1", "iforest"), "key_column": None,
+                                       "table_name": "transactions"})
+        warehouse.write_frame(con, "anomaly_scores", scores, mode="append", internal=True)
+    at = app("alerts")
+    shown = frames(at, "alert_table")
+    assert shown[["item", "amount"]].values.tolist() == [["bB:0", "999.5"], ["bB:2", "55.5"]]
