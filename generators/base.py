@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -216,6 +217,20 @@ def check_array_keys(arrays: Mapping[str, np.ndarray], expected: Iterable[str]) 
         raise ModelFormatError(f"array {missing[0]!r} is missing from the weights")
     if extra:
         raise ModelFormatError(f"the weights hold unexpected array {extra[0][:50]!r}")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run torch with `n` intra-op threads (None: leave it), restoring the setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def torch_generator(rng: np.random.Generator):

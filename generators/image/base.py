@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from generators.base import Generator, check_count
+from generators.base import Generator, check_array_keys, check_count, take_array
 from generators.data import ImageData, kind_of
 from generators.errors import ConditionError, InvalidDataError, ModelFormatError
 
@@ -169,19 +168,6 @@ class ImageCodec:
                    None if intensities is None else tuple(intensities))
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run torch with `n` intra-op threads (None: leave it), restoring the setting after."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def to_unit(pixels: np.ndarray) -> np.ndarray:
     """uint8 (n, h, w, c) -> float32 in [0, 1], same layout."""
@@ -266,3 +252,34 @@ def check_positive(owner: str, **params: Any) -> None:
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ModelFormatError(f"{owner}: param {key}={str(value)[:30]} must be a positive number")
+
+
+class TorchImageNet:
+    """The state hooks of an image generator whose fitted state is one torch network (`net_`, built by `_build`)
+    and its training history: saved as float32 arrays `net.<name>`, rebuilt only from arrays of exactly the shapes a
+    network built on the meta device (no memory) has, so a forged file cannot make it allocate."""
+
+    def _get_state(self):
+        arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
+        return {"history": self.history_}, arrays
+
+    def _set_state(self, state, arrays):
+        import torch
+
+        self._check_params()
+        history = state.get("history") if isinstance(state, dict) else None
+        if not (isinstance(state, dict) and set(state) == {"history"} and isinstance(history, list)
+                and all(isinstance(h, dict) for h in history)):
+            raise ModelFormatError("state must be {'history': [epoch records]}")
+        expected = {f"net.{k}": (tuple(t.shape), t.dtype) for k, t in self._build("meta").state_dict().items()}
+        check_array_keys(arrays, expected)
+        loaded = {}
+        for key, (shape, dtype) in expected.items():
+            if dtype != torch.float32:
+                raise ModelFormatError(f"array {key!r}: unexpected dtype {dtype}")
+            loaded[key.removeprefix("net.")] = torch.from_numpy(take_array(arrays, key, np.float32, shape).copy())
+        net = self._build()
+        net.load_state_dict(loaded)
+        net.eval()
+        self.history_ = history
+        self.net_ = net

@@ -7,15 +7,16 @@ import time
 
 import numpy as np
 
-from generators.base import check_array_keys, take_array, torch_generator
+from generators.base import torch_generator
 from generators.errors import ModelFormatError
-from generators.image.base import ImageGenerator, check_positive, from_unit, to_unit, torch_threads
+from generators.base import torch_threads
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit, to_unit
 
 log = logging.getLogger("generators.conv_vae")
 MAX_LATENT, MAX_BASE = 1024, 512
 
 
-class ConvVAEGenerator(ImageGenerator):
+class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     """Learns p(image | label) with a convolutional VAE (`torch_model.ConditionalConvVAE`, `loss.vae_loss`).
 
     Images of any size are padded to a multiple of 4 and the padding is left out of the loss and cropped from
@@ -128,29 +129,3 @@ class ConvVAEGenerator(ImageGenerator):
             raise ModelFormatError(f"{self.name}: latent_dim <= {MAX_LATENT} and base <= {MAX_BASE} required")
         if self.num_threads is not None and not 1 <= self.num_threads <= 256:
             raise ModelFormatError(f"{self.name}: param num_threads={self.num_threads} is outside 1..256")
-
-    def _get_state(self):
-        arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
-        return {"history": self.history_}, arrays
-
-    def _set_state(self, state, arrays):
-        import torch
-
-        self._check_params()
-        history = state.get("history") if isinstance(state, dict) else None
-        if not (isinstance(state, dict) and set(state) == {"history"} and isinstance(history, list)
-                and all(isinstance(h, dict) for h in history)):
-            raise ModelFormatError("state must be {'history': [epoch records]}")
-        # shapes from a network on the meta device (no memory): a forged codec cannot make us allocate more
-        # than the saved arrays already take
-        expected = {f"net.{k}": (tuple(t.shape), t.dtype) for k, t in self._build("meta").state_dict().items()}
-        check_array_keys(arrays, expected)
-        loaded = {}
-        for key, (shape, dtype) in expected.items():
-            a = take_array(arrays, key, np.float32 if dtype == torch.float32 else dtype, shape)
-            loaded[key.removeprefix("net.")] = torch.from_numpy(a.copy())
-        net = self._build()
-        net.load_state_dict(loaded)
-        net.eval()
-        self.history_ = history
-        self.net_ = net

@@ -7,15 +7,16 @@ import time
 
 import numpy as np
 
-from generators.base import check_array_keys, take_array, torch_generator
+from generators.base import torch_generator
 from generators.errors import ModelFormatError
-from generators.image.base import ImageGenerator, check_positive, torch_threads
+from generators.base import torch_threads
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive
 
 log = logging.getLogger("generators.pixel_ar")
 MAX_WIDTH, MAX_LAYERS, MAX_LEVELS = 512, 64, 256
 
 
-class PixelARGenerator(ImageGenerator):
+class PixelARGenerator(TorchImageNet, ImageGenerator):
     """Learns p(image | label) pixel by pixel (`torch_model.GatedPixelCNN`, `loss.pixel_nll`).
 
     Intensities are quantised to `levels` equal bins of 0..255 (256 = exact) and modelled as categories; a sampled
@@ -142,28 +143,3 @@ class PixelARGenerator(ImageGenerator):
                                    f"n_layers <= {MAX_LAYERS} required")
         if self.num_threads is not None and not 1 <= self.num_threads <= 256:
             raise ModelFormatError(f"{self.name}: param num_threads={self.num_threads} is outside 1..256")
-
-    def _get_state(self):
-        arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}
-        return {"history": self.history_}, arrays
-
-    def _set_state(self, state, arrays):
-        import torch
-
-        self._check_params()
-        history = state.get("history") if isinstance(state, dict) else None
-        if not (isinstance(state, dict) and set(state) == {"history"} and isinstance(history, list)
-                and all(isinstance(h, dict) for h in history)):
-            raise ModelFormatError("state must be {'history': [epoch records]}")
-        expected = {f"net.{k}": (tuple(t.shape), t.dtype) for k, t in self._build("meta").state_dict().items()}
-        check_array_keys(arrays, expected)
-        loaded = {}
-        for key, (shape, dtype) in expected.items():
-            if dtype != torch.float32:
-                raise ModelFormatError(f"array {key!r}: unexpected dtype {dtype}")
-            loaded[key.removeprefix("net.")] = torch.from_numpy(take_array(arrays, key, np.float32, shape).copy())
-        net = self._build()
-        net.load_state_dict(loaded)
-        net.eval()
-        self.history_ = history
-        self.net_ = net

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -10,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from generators.base import check_array_keys, take_array, torch_generator
+from generators.base import check_array_keys, take_array, torch_generator, torch_threads
 from generators.codec import ModelColumn
 from generators.errors import ConditionError, ModelFormatError
 from generators.tabular.autoregressive.tokens import (fit_numeric_tokens, numeric_to_tokens, range_token_weights,
@@ -18,19 +17,6 @@ from generators.tabular.autoregressive.tokens import (fit_numeric_tokens, numeri
 from generators.tabular.base import TableGenerator
 
 log = logging.getLogger("generators.autoregressive")
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class AutoregressiveGenerator(TableGenerator):
@@ -112,7 +98,7 @@ class AutoregressiveGenerator(TableGenerator):
         perm = rng.permutation(len(tokens))
         n_val = int(len(tokens) * self.validation_fraction) if len(tokens) >= 20 else 0
         val, train = tokens[perm[:n_val]], tokens[perm[n_val:]]
-        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(self.seed)
             net = self._build()
             # start every column's logits at its log marginal: the optimiser then only learns the dependence
@@ -216,7 +202,7 @@ class AutoregressiveGenerator(TableGenerator):
         g = torch_generator(rng)
         m = len(self.model_columns_)
         tokens = torch.zeros((n, m), dtype=torch.long)
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             for start in range(0, n, 65536):
                 chunk = tokens[start:start + 65536]
                 for j in range(m):
@@ -265,7 +251,7 @@ class AutoregressiveGenerator(TableGenerator):
                                          "widen the range")
                 weights[j] = torch.from_numpy(w).double()
         exact = index == list(range(len(index)))
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             if exact:
                 tokens, _ = self._propose(n, order, constraints, weights, seen, g)
             else:

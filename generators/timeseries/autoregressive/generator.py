@@ -11,7 +11,7 @@ import pandas as pd
 
 from generators.base import check_array_keys, take_array, torch_generator
 from generators.errors import ModelFormatError
-from generators.tabular.autoregressive.generator import _threads
+from generators.base import torch_threads
 from generators.tabular.autoregressive.tokens import fit_numeric_tokens, numeric_to_tokens
 from generators.timeseries.base import EncodedSequences, SequenceGenerator
 
@@ -231,7 +231,7 @@ class SequenceARGenerator(SequenceGenerator):
         perm = rng.permutation(n)
         n_val = int(n * self.validation_fraction) if n >= 20 else 0
         val, train = perm[:n_val], perm[n_val:]
-        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(self.seed)
             net = self._build()
             with torch.no_grad():  # every head starts at its column's log marginal (see the tabular model)
@@ -315,7 +315,7 @@ class SequenceARGenerator(SequenceGenerator):
         layout, cat_start = self._layout()
         reached_of = {level: k for k, (_, _, level) in enumerate(layout) if level is not None}
         chunks = []
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             for begin in range(0, n, 4096):
                 ctx_codes = torch.from_numpy(np.ascontiguousarray(context[begin:begin + 4096]))
                 b = len(ctx_codes)

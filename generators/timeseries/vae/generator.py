@@ -10,7 +10,7 @@ import numpy as np
 
 from generators.base import check_array_keys, take_array, torch_generator
 from generators.errors import ModelFormatError
-from generators.tabular.autoregressive.generator import _threads
+from generators.base import torch_threads
 from generators.timeseries.base import EncodedSequences, SequenceGenerator
 
 log = logging.getLogger("generators.sequence_vae")
@@ -108,7 +108,7 @@ class SequenceVAEGenerator(SequenceGenerator):
         lengths = torch.from_numpy(enc.lengths - 1)
         context = torch.from_numpy(np.ascontiguousarray(enc.context))
         rng = np.random.default_rng(self.seed)
-        with torch.random.fork_rng(devices=[]), _threads(self.num_threads):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(self.seed)
             net = self._build()
             with torch.no_grad():  # start every classification at its training marginal (as the AR model does)
@@ -197,7 +197,7 @@ class SequenceVAEGenerator(SequenceGenerator):
     def _decode_blocks(self, n: int, ctx_codes: np.ndarray, g):
         import torch
 
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             ctx = self.net_.context_vector(torch.from_numpy(np.ascontiguousarray(ctx_codes)))
             z = torch.randn((n, self.latent_dim), generator=g)
             out, length_logits = self.net_.decode(z, ctx)
