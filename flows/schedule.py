@@ -155,7 +155,29 @@ def stop(settings) -> dict:
     if process_identity(info["pid"]) is not None:
         os.killpg(info["pid"], signal.SIGKILL)
     _state_path(settings).unlink(missing_ok=True)
-    return {"stopped": True, "pid": info["pid"], "deployments": info["deployments"]}
+    paused = pause_deployments(settings)
+    return {"stopped": True, "pid": info["pid"], "deployments": info["deployments"], "paused": paused}
+
+
+def pause_deployments(settings) -> list[str]:
+    """Pause every synthwatch deployment on the server (Prefect's own pause on shutdown may not reach them all
+    before the serving process ends): nothing stays scheduled that nobody serves. Names of those paused now."""
+    from flows.prefect_env import running_server_url
+
+    if running_server_url(settings.prefect_home, timeout=1.0) is None:
+        return []
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+    async def pause(client):
+        done = []
+        for d in await client.read_deployments(
+                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["synthwatch"]))):
+            if not d.paused:
+                await client.pause_deployment(d.id)
+                done.append(d.name)
+        return done
+
+    return _client_call(settings, pause)
 
 
 def _client_call(settings, coro_fn):
