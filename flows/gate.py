@@ -144,7 +144,9 @@ def run_gate(settings: Settings, real: pd.DataFrame, synthetic: pd.DataFrame, ho
     else:
         report = _evaluate_kind(kind, real, synthetic, holdout, detail or {}, thresholds, seed, title, path,
                                 synthetic_roles)
-        resolved = {**_kind_defaults(kind), **(thresholds or {})}
+        from quality.checks import overlay_thresholds
+
+        resolved = overlay_thresholds(_kind_defaults(kind), thresholds, f"{kind} quality")
     data = report.to_dict()
     result = {"report_id": report_id, "table": table, "passed": report.passed, "failing": report.failing,
               "report_path": str(path), "checks": data["checks"], "timings": data["timings"],

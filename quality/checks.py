@@ -129,3 +129,16 @@ class QualityReport:
             "metrics": _plain(self.metrics),
             "timings": _plain(self.timings),
         }
+
+
+def overlay_thresholds(defaults: dict[str, Any], thresholds: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """`defaults` overlaid with `thresholds`; an unknown name raises UnknownThresholdError, so a config typo cannot
+    silently loosen a gate. `what` names the gate in the message ("quality", "sequence quality"...)."""
+    from quality.errors import UnknownThresholdError
+
+    merged = dict(defaults)
+    for key, value in (thresholds or {}).items():
+        if key not in defaults:
+            raise UnknownThresholdError(f"unknown {what} threshold {key!r}; known: {sorted(defaults)}")
+        merged[key] = None if value is None else float(value)
+    return merged

@@ -10,9 +10,8 @@ import pandas as pd
 
 from quality import bounds, fidelity, privacy
 from quality import expectations as expectations_mod
-from quality.checks import CheckResult, QualityReport, bounded_check
+from quality.checks import CheckResult, QualityReport, bounded_check, overlay_thresholds
 from quality.columns import infer_columns, require_frame, require_same_columns
-from quality.errors import UnknownThresholdError
 
 # Check name -> bound; None makes that check informational. Non-check options sit alongside.
 # A fixed bound is the gate's intent at sizes where sampling noise is small. At small sizes an independent real
@@ -42,13 +41,8 @@ ACCURACY_NULL_REPS = 30  # label permutations for the accuracy null; its sd only
 
 
 def resolve_thresholds(thresholds: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with `thresholds`; unknown names raise so a config typo cannot silently loosen a gate."""
-    merged = dict(DEFAULT_THRESHOLDS)
-    for key, value in (thresholds or {}).items():
-        if key not in DEFAULT_THRESHOLDS:
-            raise UnknownThresholdError(f"unknown quality threshold {key!r}; known: {sorted(DEFAULT_THRESHOLDS)}")
-        merged[key] = None if value is None else float(value)
-    return merged
+    """Defaults overlaid with `thresholds`; unknown names raise so a config typo cannot silently loosen the gate."""
+    return overlay_thresholds(DEFAULT_THRESHOLDS, thresholds, "quality")
 
 
 def _copy_bound(reference_count: int, n_reference: int, n_synth: int, z: float) -> float:

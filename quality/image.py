@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from quality import bounds
-from quality.checks import CheckResult, QualityReport, bounded_check
-from quality.errors import InvalidInputError, SchemaMismatchError, UnknownThresholdError
+from quality.checks import CheckResult, QualityReport, bounded_check, overlay_thresholds
+from quality.errors import InvalidInputError, SchemaMismatchError
 from quality.privacy import chunked_nearest
 
 DEFAULT_IMAGE_THRESHOLDS: dict[str, float | None] = {
@@ -57,14 +57,8 @@ FEATURE_DIM = 64
 
 
 def resolve_image_thresholds(thresholds: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with `thresholds`; unknown names raise so a config typo cannot silently loosen a gate."""
-    merged = dict(DEFAULT_IMAGE_THRESHOLDS)
-    for key, value in (thresholds or {}).items():
-        if key not in DEFAULT_IMAGE_THRESHOLDS:
-            raise UnknownThresholdError(f"unknown image quality threshold {key!r}; known: "
-                                        f"{sorted(DEFAULT_IMAGE_THRESHOLDS)}")
-        merged[key] = None if value is None else float(value)
-    return merged
+    """Defaults overlaid with `thresholds`; unknown names raise so a config typo cannot silently loosen the gate."""
+    return overlay_thresholds(DEFAULT_IMAGE_THRESHOLDS, thresholds, "image quality")
 
 
 # ---------------------------------------------------------------------- inputs

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from quality import bounds
-from quality.checks import CheckResult, QualityReport, bounded_check
+from quality.checks import CheckResult, QualityReport, bounded_check, overlay_thresholds
 from quality.columns import (ColumnSpec, category_strings, decile_codes, is_numeric_column, numeric_values,
                              require_frame, require_same_columns)
-from quality.errors import InvalidInputError, UnknownThresholdError
+from quality.errors import InvalidInputError
 
 DEFAULT_SEQUENCE_THRESHOLDS: dict[str, float | None] = {
     "step_marginal_accuracy": 0.9,   # min: 1 - mean TVD of the value columns over all steps (real deciles)
@@ -53,14 +53,8 @@ ACF_LAGS = 20
 
 
 def resolve_sequence_thresholds(thresholds: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with `thresholds`; unknown names raise so a config typo cannot loosen the gate."""
-    merged = dict(DEFAULT_SEQUENCE_THRESHOLDS)
-    for key, value in (thresholds or {}).items():
-        if key not in DEFAULT_SEQUENCE_THRESHOLDS:
-            raise UnknownThresholdError(f"unknown sequence quality threshold {key!r}; known: "
-                                        f"{sorted(DEFAULT_SEQUENCE_THRESHOLDS)}")
-        merged[key] = None if value is None else float(value)
-    return merged
+    """Defaults overlaid with `thresholds`; unknown names raise so a config typo cannot silently loosen the gate."""
+    return overlay_thresholds(DEFAULT_SEQUENCE_THRESHOLDS, thresholds, "sequence quality")
 
 
 def segment_series(frame: pd.DataFrame, length: int, *, time: str, column: str = "segment") -> pd.DataFrame:

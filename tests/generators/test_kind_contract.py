@@ -130,3 +130,19 @@ def test_a_file_claiming_another_kind_is_refused(fitted, tmp_path):
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     with pytest.raises(ModelFormatError, match="kind"):
         Generator.load(tmp_path / "m")
+
+
+def test_fitted_state_is_canonical_for_every_kind(fitted):
+    """What a fitted model computes with is what load rebuilds: every saved array one C-contiguous block of a fixed
+    dtype, every torch tensor the model holds contiguous, so fitted and loaded models take the same kernels on any
+    CPU."""
+    import torch
+
+    gen, _, _ = fitted
+    _, arrays = gen._get_state()
+    for key, a in arrays.items():
+        assert a.flags.c_contiguous and a.dtype.kind in "biuf" and a.dtype.isnative, (key, a.dtype)
+    modules = [v for v in vars(gen).values() if isinstance(v, torch.nn.Module)]
+    for module in modules:
+        for name, t in [*module.named_parameters(), *module.named_buffers()]:
+            assert t.is_contiguous(), name
