@@ -21,6 +21,7 @@ Versions:
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -297,3 +298,21 @@ def insert_row(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) 
         raise ValueError(f"{table} is not a bookkeeping table")
     columns = ", ".join('"' + c.replace('"', '""') + '"' for c in row)
     con.execute(f"INSERT INTO main.{table} ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows with the same columns in one statement, by column name, into a bookkeeping table."""
+    if table not in DDL:
+        raise ValueError(f"{table} is not a bookkeeping table")
+    if not rows:
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    view = f"__sw_rows_{uuid.uuid4().hex[:12]}"
+    columns = ", ".join('"' + str(c).replace('"', '""') + '"' for c in frame.columns)
+    con.register(view, frame)
+    try:
+        con.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM \"{view}\"")
+    finally:
+        con.unregister(view)

@@ -2,8 +2,9 @@
 
 Every file is read and validated before the warehouse is opened for writing (the ingest's own strict reader; the
 first batch, which creates the table, runs the ingest's expectation suite, and every later batch must match the
-table's columns and cast to its types); its rows are appended with their `batch_id` and the `_batches` and `_ingestions` rows in one
-transaction, which decides whether the content is new. Only after that commits is the file moved to
+table's columns and cast to its types); its rows are appended with their `batch_id` and the `_batches` and
+`_ingestions` rows in one transaction (shared by the files of one group once the table exists), which decides
+whether the content is new. Only after that commits is the file moved to
 `processed/`; a file that cannot be ingested goes to `rejected/` with a `<name>.reason.txt` beside it, and the run
 goes on with the others. Nothing is ever lost: a run killed at any point leaves the file in the inbox (it is
 ingested by the next run) or in `processed/` with its batch committed, never half of it.
@@ -31,6 +32,8 @@ from flows.warehouse import Warehouse, check_write_target, qualified, quote_iden
 BATCH_COLUMN = "batch_id"
 SUFFIXES = readers.CSV_SUFFIXES | readers.PARQUET_SUFFIXES | readers.JSON_SUFFIXES
 PROCESSED, REJECTED = "processed", "rejected"
+# files appended together in one transaction once the table exists (each file is still its own batch)
+GROUP_ROWS = 500_000
 
 
 def batch_id_of(sha256: str) -> str:
@@ -140,12 +143,14 @@ def ingest_file(wh: Warehouse, inbox: Path, path: Path, table: str, run_id: str)
             "rows": staged.rows if status == "ingested" else 0, "write_lock_seconds": round(lock_seconds, 3)}
 
 
-def read_batch(path: Path, table_columns: list[tuple[str, str]]):
+def read_batch(path: Path, table_columns: list[tuple[str, str]], mem: duckdb.DuckDBPyConnection | None = None):
     """Read one inbox file into memory (no warehouse lock). A CSV is read strictly as the table's columns and
-    types (header required, names checked, no sniffing); Parquet and JSON lines through the ingest's reader."""
+    types (header required, names checked, no sniffing); Parquet and JSON lines through the ingest's reader.
+    `mem`: an in-memory connection to read with (kept open), else one of its own."""
     from flows.ingest import StagedSource
 
-    mem = readers.memory_connection()
+    own = mem is None
+    mem = readers.memory_connection() if own else mem
     try:
         suffix = readers._strip_compression(path)
         if suffix in readers.CSV_SUFFIXES:
@@ -165,12 +170,13 @@ def read_batch(path: Path, table_columns: list[tuple[str, str]]):
             fmt = "csv"
         else:
             source = readers.tabular_select(path)
-            data = mem.execute(source.select_sql, source.params).arrow().read_all()
+            data = mem.sql(source.select_sql, params=source.params).to_arrow_table()
             fmt = source.format
     except duckdb.Error as exc:
         raise readers.read_error(path, exc) from None
     finally:
-        mem.close()
+        if own:
+            mem.close()
     if data.num_rows == 0:
         raise IngestError(f"{path.name} has no rows")
     return StagedSource(data=data, rows=int(data.num_rows), columns=[], summary={"format": fmt})
@@ -196,19 +202,147 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, data, path: Path) -> Non
         con.unregister(view)
 
 
+def _stage(path: Path, batch_id: str, columns: list[tuple[str, str]], mem: duckdb.DuckDBPyConnection):
+    """A file read as a batch of an existing table, with its batch id column (no warehouse lock)."""
+    import pyarrow as pa
+
+    if path.suffix.lower() not in SUFFIXES and readers._strip_compression(path) not in SUFFIXES:
+        raise IngestError(f"{path.name} is not a CSV, Parquet or JSON-lines file")
+    staged = read_batch(path, columns, mem)
+    if BATCH_COLUMN in staged.data.column_names:
+        raise IngestError(f"{path.name} has a column named {BATCH_COLUMN!r}, which the inbox sets itself")
+    staged.data = staged.data.append_column(BATCH_COLUMN, pa.array([batch_id] * staged.rows, type=pa.string()))
+    return staged
+
+
+def _commit_group(wh: Warehouse, inbox: Path, table: str, group: list[dict], run_id: str) -> list[dict]:
+    """Append a group of staged files in one transaction that decides, inside itself, which are new; then move
+    them to `processed/`. Each file stays one batch: its rows, its `_batches` and `_ingestions` rows."""
+    started = now_utc()
+    locked_at = time.perf_counter()
+    with wh.transaction() as con:
+        ids = [g["batch_id"] for g in group]
+        taken = {r[0] for r in con.execute(
+            f"SELECT batch_id FROM main._batches WHERE batch_id IN ({', '.join('?' * len(ids))})", ids).fetchall()}
+        check_write_target(con, table, command="ingest")
+        fresh = [g for g in group if g["batch_id"] not in taken]
+        for g in fresh:
+            staged, path = g["staged"], g["path"]
+            _append(con, table, staged.data, path)
+            insert_row(con, "_batches", {
+                "batch_id": g["batch_id"], "table_name": table, "inbox": str(inbox), "file_name": path.name,
+                "sha256": g["sha256"], "rows": staged.rows, "status": "ingested", "reason": None,
+                "arrived_at": g["arrived"], "ingested_at": now_utc(), "run_id": run_id})
+            insert_row(con, "_ingestions", {
+                "run_id": run_id, "source": str(path), "sha256": g["sha256"], "kind": "tabular", "table_name": table,
+                "mode": "append", "rows": staged.rows, "columns": staged.data.num_columns, "status": "ok",
+                "summary": json.dumps({**staged.summary, "batch_id": g["batch_id"]}, default=str),
+                "started_at": started, "finished_at": now_utc()})
+        if fresh:
+            record_table(con, table, kind="tabular", origin="ingested", run_id=run_id,
+                         detail={"inbox": str(inbox), "batch_column": BATCH_COLUMN})
+    lock_seconds = round(time.perf_counter() - locked_at, 3)
+    results = []
+    for g in group:
+        _move(g["path"], inbox / PROCESSED)
+        new = g["batch_id"] not in taken
+        results.append({"file": g["path"].name, "batch_id": g["batch_id"],
+                        "status": "ingested" if new else "already_ingested", "rows": g["staged"].rows if new else 0,
+                        "write_lock_seconds": lock_seconds})
+    return results
+
+
+def _ingest_many(wh: Warehouse, inbox: Path, paths: list[Path], table: str, run_id: str, progress=None,
+                 group_rows: int | None = None) -> list[dict]:
+    """Ingest files into an existing table: every file is read and checked first (no lock), then up to
+    `group_rows` rows of files are appended in one transaction. A group whose transaction fails is retried file by
+    file, so only the file to blame is rejected."""
+    group_rows = GROUP_ROWS if group_rows is None else group_rows
+    with wh.read() as con:
+        columns = [tuple(r[:2]) for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
+    results: list[dict] = []
+    group: list[dict] = []
+    size = 0
+
+    def report(found: list[dict]) -> None:
+        results.extend(found)
+        if progress is not None:
+            for r in found:
+                progress.info("%s: %s (%s rows)%s", r["file"], r["status"], r["rows"],
+                              f": {r['reason']}" if r.get("reason") else "")
+
+    def flush() -> None:
+        nonlocal group, size
+        if not group:
+            return
+        try:
+            found = _commit_group(wh, inbox, table, group, run_id)
+        except (TableExists, InvalidTableName):
+            raise
+        except (SynthwatchError, duckdb.Error):
+            found = [ingest_file(wh, inbox, g["path"], table, run_id) for g in group]
+        report(found)
+        group, size = [], 0
+
+    hashed = []
+    for path in paths:
+        arrived = datetime.utcfromtimestamp(path.stat().st_mtime)
+        sha256 = readers.source_sha256(path)
+        hashed.append((path, arrived, sha256, batch_id_of(sha256)))
+    ids = sorted({h[3] for h in hashed})
+    with wh.read() as con:
+        recorded = dict(con.execute(f"SELECT batch_id, status FROM main._batches WHERE batch_id IN "
+                                    f"({', '.join('?' * len(ids))})", ids).fetchall()) if ids else {}
+    mem = readers.memory_connection()
+    try:
+        in_run: set[str] = set()
+        for path, arrived, sha256, batch_id in hashed:
+            if batch_id in recorded:  # committed by an earlier run that stopped before moving the file
+                _move(path, inbox / (PROCESSED if recorded[batch_id] == "ingested" else REJECTED))
+                report([{"file": path.name, "batch_id": batch_id, "status": "already_ingested", "rows": 0}])
+                continue
+            if batch_id in in_run:  # the same content twice in this run: the group already holds it
+                flush()
+                report([ingest_file(wh, inbox, path, table, run_id)])
+                continue
+            try:
+                staged = _stage(path, batch_id, columns, mem)
+            except (SynthwatchError, duckdb.Error) as exc:
+                report([_reject(wh, inbox, path, table, sha256, arrived, " ".join(str(exc).split())[:400], run_id)])
+                continue
+            in_run.add(batch_id)
+            group.append({"path": path, "arrived": arrived, "sha256": sha256, "batch_id": batch_id,
+                          "staged": staged})
+            size += staged.rows
+            if size >= group_rows:
+                flush()
+        flush()
+    finally:
+        mem.close()
+    return results
+
+
 def ingest_inbox(wh: Warehouse, inbox: str | Path, table: str, *, run_id: str | None = None,
                  progress=None) -> dict:
-    """Ingest every file waiting in the inbox into `table`, oldest first; bad files are rejected, not fatal."""
+    """Ingest every file waiting in the inbox into `table`, oldest first; bad files are rejected, not fatal.
+
+    Until the table exists, files go one at a time through `ingest_file` (the one that creates the table runs the
+    ingest's expectation suite); then the rest are read and checked without the lock and appended in groups of
+    up to GROUP_ROWS rows, one transaction per group."""
     validate_table_name(table, writing=True)
     inbox = Path(inbox).expanduser()
     run_id = run_id or str(uuid.uuid4())
     results = []
-    for path in pending_files(inbox):
+    pending = pending_files(inbox)
+    while pending and not wh.table_exists(table):
+        path = pending.pop(0)
         result = ingest_file(wh, inbox, path, table, run_id)
         results.append(result)
         if progress is not None:
             progress.info("%s: %s (%s rows)%s", path.name, result["status"], result["rows"],
                           f": {result['reason']}" if result.get("reason") else "")
+    if pending:
+        results.extend(_ingest_many(wh, inbox, pending, table, run_id, progress))
     return {"table": table, "inbox": str(inbox), "files": results,
             "ingested": sum(r["status"] == "ingested" for r in results),
             "rejected": sum(r["status"] == "rejected" for r in results),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flows.bookkeeping import insert_row, now_utc, record_table
+from flows.bookkeeping import insert_row, insert_rows, now_utc, record_table
 from flows.errors import SynthwatchError
 from flows.kinds import table_kind
 from flows.warehouse import Warehouse, qualified, quote_ident
@@ -284,14 +284,14 @@ def record_chunk(wh: Warehouse, table: str, prepared: list[tuple], record: dict,
             Warehouse.write_frame(con, "anomaly_scores", scores, mode="append", internal=True)
             record_table(con, "anomaly_scores", kind="tabular", origin="pipeline", detail={"written_by": "monitor"},
                          run_id=run_id)
+        batch_rows, drift_rows = [], []
         for batch, row, drift, _ in kept:
             row = {**row, "run_id": run_id,
                    "latency_seconds": (now_utc() - batch["arrived_at"]).total_seconds() if batch["arrived_at"]
                    else None}
-            insert_row(con, "_monitor_batches", row)
-            for name, (p, k) in drift.items():
-                insert_row(con, "_drift", {"model_id": record["model_id"], "batch_id": batch["batch_id"],
-                                           "feature": name, "psi": p, "ks": k, "computed_at": row["scored_at"]})
+            batch_rows.append(row)
+            drift_rows.extend({"model_id": record["model_id"], "batch_id": batch["batch_id"], "feature": name,
+                               "psi": p, "ks": k, "computed_at": row["scored_at"]} for name, (p, k) in drift.items())
             events = batch_events(row, drift, history, cfg, reference_rate=reference_rate)
             for event in events:
                 insert_row(con, "monitoring_events", {"event_id": uuid.uuid4().hex, "table_name": table,
@@ -301,6 +301,8 @@ def record_chunk(wh: Warehouse, table: str, prepared: list[tuple], record: dict,
             done.append({**{k: row[k] for k in ("batch_id", "rows", "alerts", "alert_rate", "psi_score",
                                                  "max_feature_psi", "latency_seconds")},
                          "events": [e["event_type"] for e in events]})
+        insert_rows(con, "_monitor_batches", batch_rows)
+        insert_rows(con, "_drift", drift_rows)
     return done
 
 

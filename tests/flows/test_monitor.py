@@ -269,3 +269,48 @@ def test_a_dask_cluster_of_two_workers_gives_the_same_scores(cli, warehouse, set
         b = con.execute(query).df()
     assert len(a) > 0
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_inbox_appends_files_in_groups_and_blames_only_the_bad_file(tmp_path, monkeypatch):
+    from flows import inbox as inbox_module
+    from flows.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    box = tmp_path / "inbox"
+    box.mkdir()
+    rng = np.random.default_rng(0)
+    frames = [pd.DataFrame({"amount": rng.normal(size=50), "kind": rng.integers(0, 9, 50)}) for _ in range(6)]
+
+    def drop(name, write, stamp):
+        write(box / name)
+        os.utime(box / name, ns=(stamp * 10**9, stamp * 10**9))  # arrival order
+
+    opened = []
+    real = Warehouse.transaction
+    monkeypatch.setattr(Warehouse, "transaction", lambda self: opened.append(1) or real(self))
+    monkeypatch.setattr(inbox_module, "GROUP_ROWS", 100)  # two 50-row files per transaction
+    for i in range(5):
+        drop(f"f{i}.csv", lambda p, i=i: frames[i].to_csv(p, index=False), 1_000 + i)
+    result = inbox_module.ingest_inbox(wh, box, "transactions")
+    assert [f["status"] for f in result["files"]] == ["ingested"] * 5
+    # the first file creates the table on its own; the other four go in two groups of two
+    assert len(opened) == 3
+    with wh.read() as con:
+        assert con.execute("SELECT count(*), count(DISTINCT batch_id) FROM main.transactions").fetchall() == [(250, 5)]
+
+    # a Parquet file with an extra column passes reading but not the append: its group is retried file by file,
+    # so it alone is rejected and the file grouped with it still goes in
+    opened.clear()
+    drop("g0.csv", lambda p: frames[5].to_csv(p, index=False), 2_000)
+    drop("g1.parquet", lambda p: frames[5].head(10).assign(extra=1).to_parquet(p), 2_001)
+    drop("g2.parquet", lambda p: frames[4].to_parquet(p), 2_002)
+    result = inbox_module.ingest_inbox(wh, box, "transactions")
+    files = {f["file"]: f for f in result["files"]}
+    assert [files[n]["status"] for n in ("g0.csv", "g1.parquet", "g2.parquet")] == ["ingested", "rejected",
+                                                                                  "ingested"]
+    assert "unexpected column(s) extra" in files["g1.parquet"]["reason"]
+    assert (box / "rejected" / "g1.parquet.reason.txt").exists() and (box / "processed" / "g0.csv").exists()
+    with wh.read() as con:
+        assert con.execute("SELECT count(*) FROM main.transactions").fetchall()[0][0] == 350
+        assert con.execute("SELECT status, count(*) FROM main._batches GROUP BY 1 ORDER BY 1").fetchall() == [
+            ("ingested", 7), ("rejected", 1)]
