@@ -77,26 +77,45 @@ class IsolationForest(Detector):
                     depth[left] = depth[right] = depth[node] + 1
             # Path length of an item ending in a leaf: its depth plus c(size) for the items left unsplit there.
             tree["path_length"] = canonical(depth + average_path_length(tree["n_node_samples"]), np.float64)
+            # the input column each node splits on (leaves: any valid column, never read)
+            tree["split_column"] = canonical(tree["features"][np.maximum(tree["feature"], 0)], np.int64)
 
     def _score_prepared(self, x: np.ndarray, mode: str) -> np.ndarray:
         # Trees were grown on float32 (sklearn's tree dtype); cast the same way so splits agree exactly.
-        flat = x.reshape(len(x), -1).astype(np.float32).astype(np.float64)
-        rows = np.arange(len(flat))
+        flat = np.ascontiguousarray(x.reshape(len(x), -1).astype(np.float32).astype(np.float64))
         depths = np.zeros(len(flat))
-        for tree in self.trees_:
-            sub = flat[:, tree["features"]]
-            node = np.zeros(len(flat), dtype=np.int64)
-            # Children have larger ids than their parent (checked at load), so no walk takes more steps.
-            for _ in range(len(tree["children_left"])):
-                left = tree["children_left"][node]
-                active = left >= 0
-                if not active.any():
-                    break
-                go_left = sub[rows, np.maximum(tree["feature"][node], 0)] <= tree["threshold"][node]
-                node = np.where(active, np.where(go_left, left, tree["children_right"][node]), node)
-            depths += tree["path_length"][node]
+        # Rows go through every tree a block at a time, so a block's values stay in cache across the trees; each
+        # row still adds its trees' path lengths in tree order (the same sums, bit for bit, at any block size).
+        for start in range(0, len(flat), self._SCORE_BLOCK):
+            block = flat[start:start + self._SCORE_BLOCK]
+            total = depths[start:start + self._SCORE_BLOCK]
+            for tree in self.trees_:
+                total += tree["path_length"][self._leaves(tree, block)]
         denominator = len(self.trees_) * average_path_length(np.array([self.max_samples_]))[0]
         return 2.0 ** (-depths / denominator)
+
+    _SCORE_BLOCK = 16_384
+
+    @staticmethod
+    def _leaves(tree: dict[str, np.ndarray], block: np.ndarray) -> np.ndarray:
+        """The leaf each row of `block` ends in: only rows still inside the tree take the next step."""
+        left_of, right_of = tree["children_left"], tree["children_right"]
+        split_on, threshold = tree["split_column"], tree["threshold"]
+        leaf = np.zeros(len(block), dtype=np.int64)
+        rows = np.arange(len(block))
+        node = leaf.copy()
+        # Children have larger ids than their parent (checked at load), so no walk takes more steps.
+        for _ in range(len(left_of)):
+            left = left_of[node]
+            inner = left >= 0
+            if not inner.all():
+                leaf[rows[~inner]] = node[~inner]
+                rows, node, left = rows[inner], node[inner], left[inner]
+                if not len(rows):
+                    break
+            go_left = block[rows, split_on[node]] <= threshold[node]
+            node = np.where(go_left, left, right_of[node])
+        return leaf
 
     _KEYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples", "features")
     _DTYPES = {"children_left": np.int64, "children_right": np.int64, "feature": np.int64,
