@@ -84,6 +84,10 @@ def test_iforest_array_scorer_matches_sklearn(make_data):
             detector.encoder_.transform(train))
         np.testing.assert_allclose(detector.score(test), -reference.score_samples(detector.encoder_.transform(test)),
                                    rtol=1e-12)
+        # scored a block of rows at a time: any block size gives the same scores, bit for bit
+        whole = detector.score(test)
+        detector._SCORE_BLOCK = 7
+        np.testing.assert_array_equal(detector.score(test), whole)
 
 
 def test_anogan_latent_search_is_pure_and_separates(make_data):
