@@ -2,13 +2,14 @@
 
 Run by hand (about 5 minutes on 2 cores):
     flock /work/heavy.lock .venv/bin/python bench/monitor.py [--detector iforest] [--rows N]
-In one run, on the real ULB credit-card data (284,807 transactions, 48 hourly files):
+In one run, on the real ULB credit-card data (284,807 transactions over 48 hours) replayed `--copies` times (default
+4), one copy after the other in time, as hourly files (192 by default):
 - peer: bare scoring: DuckDB reads the table and the same detector scores every row (no inbox, no drift, no writes);
 - the first hourly file, which creates the monitored table through the ingest's expectation suite (a one-off), is
   monitored and timed apart;
-- monitor (library): `flows.monitor.monitor_once` over the next 46 files: ingest them as batches, score, drift
+- monitor (library): `flows.monitor.monitor_once` over the next files (all but the first and the last): ingest them as batches, score, drift
   (PSI/KS of 30 features and the score), events, all writes, one process;
-- monitor (flow): `synthwatch monitor run` as a user runs it, on the same warehouse and the same 46 files: a fresh
+- monitor (flow): `synthwatch monitor run` as a user runs it, on the same warehouse and the same files: a fresh
   process (imports included) running the Prefect flow on the local server (started before and timed apart, as
   `schedule start` leaves it up for scheduled runs);
 - latency: one more hourly file dropped into the inbox, then `monitor_once`: seconds from the file's arrival to its
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, help="training epochs of a deep detector (the demo's: 2)")
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE hyperparameter (repeatable)")
+    parser.add_argument("--copies", type=int, default=4, help="the transactions this many times over, one after "
+                        "the other in time (default 4: 1,139,228 rows in 192 hourly files)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="synthwatch-bench-monitor-", dir=ROOT / "data"))
@@ -59,6 +62,7 @@ def main() -> None:
     settings = Settings.from_env()
     configure_prefect(settings.prefect_home, settings.data_dir)
     import duckdb
+    import pandas as pd
 
     from flows.bookkeeping import record_table
     from flows.detect import train_detector
@@ -69,34 +73,42 @@ def main() -> None:
     wh = Warehouse(settings.db_path)
     source = ROOT / "data" / "raw" / "creditcard" / "creditcard.csv"
     cc = duckdb.connect().execute(f"SELECT * FROM read_csv('{source}')").df()
+    # the feed: the transactions `--copies` times over, each copy after the previous one in time (48 hours later),
+    # so a run sees more arrivals than one copy holds and a run's fixed cost is weighed against a realistic volume
+    span = 48 * 3600.0
+    assert float(cc["Time"].max()) < span
+    feed = pd.concat([cc.assign(Time=cc["Time"] + k * span) for k in range(args.copies)], ignore_index=True)
     with wh.transaction() as con:
         wh.write_frame(con, "creditcard", cc)
         record_table(con, "creditcard", kind="tabular", origin="ingested")
+        wh.write_frame(con, "feed", feed)
+        record_table(con, "feed", kind="tabular", origin="ingested")
+    windows = int(feed["Time"].max() // 3600) + 1
     params = {k: json.loads(v) if v[:1] in "0123456789-[{tfn" else v
               for k, _, v in (p.partition("=") for p in args.param)}
     trained = train_detector(settings, table="creditcard", detector=args.detector, label_column="Class",
                              normal_value="0", max_train_rows=args.train_rows, epochs=args.epochs, params=params)
     model_id = trained["model_id"]
-    results: dict = {"rows": len(cc), "detector": args.detector, "model_id": model_id}
+    results: dict = {"rows": len(feed), "detector": args.detector, "model_id": model_id, "copies": args.copies}
 
     # peer: bare scoring of the same rows by the same detector
     model, record, features = load_champion(wh, model_id)
     started = time.perf_counter()
     with wh.read() as con:
-        frame = con.execute("SELECT * FROM main.creditcard").df()
+        frame = con.execute("SELECT * FROM main.feed").df()
     model.score(frame[features])
     results["bare_seconds"] = time.perf_counter() - started
 
     # the monitored table's first batch creates it, through the ingest's full expectation suite: a one-off, timed apart
-    replay_table(settings, "creditcard", work / "inbox", start=0, files=1, drop=["Class"])
+    replay_table(settings, "feed", work / "inbox", start=0, files=1, drop=["Class"])
     monitor_cfg = MonitorSettings.from_config(settings.config["monitor"])
     started = time.perf_counter()
     first = monitor_once(settings, monitor_cfg)
     results["first_batch_seconds"] = time.perf_counter() - started
     results["first_batch_rows"] = first["rows"]
-    # the next 46 hourly files (the 48th is kept for the latency run), kept aside so the command sees the same ones
+    # the next hourly files (the last is kept for the latency run), kept aside so the command sees the same ones
     staged = work / "staged"
-    replay = replay_table(settings, "creditcard", staged, start=1, files=46, drop=["Class"])
+    replay = replay_table(settings, "feed", staged, start=1, files=windows - 2, drop=["Class"])
     shutil.copy2(settings.db_path, work / "after-first-batch.duckdb")
     for path in sorted(staged.iterdir()):
         shutil.copy2(path, work / "inbox" / path.name)
@@ -109,7 +121,7 @@ def main() -> None:
     results["files"] = len(replay["files"])
 
     # latency of one new hourly file
-    replay_table(settings, "creditcard", work / "inbox", start=47, files=1, drop=["Class"])
+    replay_table(settings, "feed", work / "inbox", start=windows - 1, files=1, drop=["Class"])
     arrived = time.time()
     out = monitor_once(settings, monitor_cfg)
     results["latency_seconds"] = time.time() - arrived
@@ -141,7 +153,8 @@ def main() -> None:
     rps = lambda rows, s: rows / s  # noqa: E731
     lines = [f"# Monitor throughput ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"{time.strftime('%Y-%m-%d')})", "",
-             f"ULB credit card, {results['rows']:,} rows, {results['files']} hourly files + 1; detector "
+             f"ULB credit card {args.copies} times over, one copy after the other, {results['rows']:,} rows, "
+             f"{results['files']} + 2 hourly files; detector "
              f"{args.detector} trained on {args.train_rows:,} normal rows"
              f"{f' ({args.epochs} epochs)' if args.epochs else ''}.", "",
              "| path | rows | seconds | rows/s | vs bare scoring |", "|---|---:|---:|---:|---:|",
