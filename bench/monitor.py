@@ -1,14 +1,14 @@
 """How fast does monitoring keep up? The ULB transactions replayed hour by hour through the inbox, scored, recorded.
 
-Run by hand (about 5 minutes on 2 cores):
-    flock /work/heavy.lock .venv/bin/python bench/monitor.py [--detector iforest] [--rows N]
+Run by hand (about 5-8 minutes on 2 cores):
+    flock /work/heavy.lock .venv/bin/python bench/monitor.py [--detector iforest] [--copies K]
 In one run, on the real ULB credit-card data (284,807 transactions over 48 hours) replayed `--copies` times (default
 4), one copy after the other in time, as hourly files (192 by default):
 - peer: bare scoring: DuckDB reads the table and the same detector scores every row (no inbox, no drift, no writes);
 - the first hourly file, which creates the monitored table through the ingest's expectation suite (a one-off), is
   monitored and timed apart;
-- monitor (library): `flows.monitor.monitor_once` over the next files (all but the first and the last): ingest them as batches, score, drift
-  (PSI/KS of 30 features and the score), events, all writes, one process;
+- monitor (library): `flows.monitor.monitor_once` over the next files (all but the first and the last): ingest
+  them as batches, score, drift (PSI/KS of 30 features and the score), events, all writes, one process;
 - monitor (flow): `synthwatch monitor run` as a user runs it, on the same warehouse and the same files: a fresh
   process (imports included) running the Prefect flow on the local server (started before and timed apart, as
   `schedule start` leaves it up for scheduled runs);
