@@ -29,11 +29,20 @@ class AutoregressiveGenerator(TableGenerator):
 
     Native conditioning: in `condition_share` of the training rows a random subset of columns is "given" (moved
     to the front of the generation order: every other column sees them, they see only the given columns before
-    them), so the network also learns p(x_j | x_given, x_<j). `sample(conditions=...)` then generates the
+    them), so the network also learns q = p(x_j | x_given, x_<j). `sample(conditions=...)` generates the
     conditioned columns first (a value is forced, a range samples among the tokens it covers, weighted by the
-    share covered, and draws the value inside the bin truncated to the range) and the rest after them: one
-    pass, the cost of an unconditional sample. A model saved before this was trained has condition share 0 and
-    conditions natively only on a prefix of its column order (rejection otherwise).
+    share covered, and draws the value inside the bin truncated to the range) and the rest after them. Conditions
+    on a prefix of the column order are then exact. Elsewhere q alone drifts from the model's own joint p (a rare
+    value given is seen in few training rows), so proposals are importance-resampled to p, by `conditioning`
+    (a plain attribute: set it on a fitted or loaded model):
+    - "fast" (default): n proposals, resampled to n rows; p is read while proposing, so the cost stays close to
+      an unconditional sample's (bench/conditioning.py: <= 1.5x on ULB and Adult); rows may share proposals
+      when q is far from p (their numeric values are still drawn apart);
+    - "exact": rounds of `proposals_per_round` * n proposals until the effective sample size reaches n (at most
+      `max_proposals_per_row` * n): what rejection returns, at a few to tens of times the cost;
+    - "proposal": q's rows as drawn, no correction (cheapest, least faithful on rare values).
+    No mode rejects, so a value seen in training never hits a cap. A model saved before conditioned training has
+    condition share 0 and conditions natively only on a prefix of its column order (rejection otherwise).
     """
 
     name = "autoregressive"
@@ -283,6 +292,10 @@ class AutoregressiveGenerator(TableGenerator):
                     log.warning("conditioned sample: effective sample size %.0f < %d rows after %d proposals; rows "
                                 "repeat proposals (less diverse): train longer, or put the conditioned column "
                                 "first in the table", ess, n, len(lw))
+                elif not exact and ess < n / 10:
+                    log.warning("conditioned sample: effective sample size %.0f of %d rows; many rows share "
+                                "proposals: set conditioning='exact' for more diverse rows, or put the conditioned "
+                                "column first in the table", ess, n)
                 cum = np.cumsum(w / w.sum())
                 pick = np.minimum(np.searchsorted(cum, (rng.random() + np.arange(n)) / n), len(lw) - 1)
                 tokens = torch.cat(parts)[torch.from_numpy(rng.permutation(pick))]
