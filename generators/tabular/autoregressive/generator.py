@@ -36,7 +36,7 @@ class AutoregressiveGenerator(TableGenerator):
     value given is seen in few training rows), so proposals are importance-resampled to p, by `conditioning`
     (a plain attribute: set it on a fitted or loaded model):
     - "fast" (default): n proposals, resampled to n rows; p is read while proposing, so the cost stays close to
-      an unconditional sample's (bench/conditioning.py: <= 1.5x on ULB and Adult); rows may share proposals
+      an unconditional sample's (bench/conditioning.py: 1.2-1.8x on ULB and Adult); rows may share proposals
       when q is far from p (their numeric values are still drawn apart);
     - "exact": rounds of `proposals_per_round` * n proposals until the effective sample size reaches n (at most
       `max_proposals_per_row` * n): what rejection returns, at a few to tens of times the cost;
