@@ -245,6 +245,8 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
     return {**published, "kind": kind, "items": count, "model_id": model_id, "generator": model_row["generator"],
             "seed": seed, "conditions": conditions_json(conditions), "where": conditions_text(conditions),
             "conditioning": method,
+            # how a native condition is resampled to the model's joint (autoregressive: "fast", "exact", "proposal")
+            "conditioning_mode": getattr(gen, "conditioning", None) if method == "native" else None,
             "sample_seconds": round(sample_seconds, 3),
             "columns": [str(c) for c in df.columns],
             "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],

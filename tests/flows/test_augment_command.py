@@ -48,6 +48,7 @@ def test_generate_where_a_numeric_range(cli, warehouse, creditcard_small, tmp_pa
                                "--where", "Amount>100")
     assert code == 0, err
     assert made["where"] == "Amount>100" and made["conditioning"] == "rejection"  # cart: Amount is not first
+    assert made["conditioning_mode"] is None  # a mode says how a native condition is met
     assert (warehouse.read_frame("big")["Amount"] > 100).all()
     code, _, err = cli(["generate", "--model", trained["model_id"], "--rows", "5", "--table", "y", "--where",
                         "Amount>99999999"])

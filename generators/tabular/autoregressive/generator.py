@@ -17,6 +17,7 @@ from generators.tabular.autoregressive.tokens import (fit_numeric_tokens, numeri
 from generators.tabular.base import TableGenerator
 
 log = logging.getLogger("generators.autoregressive")
+CONDITIONING_MODES = ("fast", "exact", "proposal")
 
 
 class AutoregressiveGenerator(TableGenerator):
@@ -28,17 +29,29 @@ class AutoregressiveGenerator(TableGenerator):
 
     Native conditioning: in `condition_share` of the training rows a random subset of columns is "given" (moved
     to the front of the generation order: every other column sees them, they see only the given columns before
-    them), so the network also learns p(x_j | x_given, x_<j). `sample(conditions=...)` then generates the
+    them), so the network also learns q = p(x_j | x_given, x_<j). `sample(conditions=...)` generates the
     conditioned columns first (a value is forced, a range samples among the tokens it covers, weighted by the
-    share covered, and draws the value inside the bin truncated to the range) and the rest after them: one
-    pass, the cost of an unconditional sample. A model saved before this was trained has condition share 0 and
-    conditions natively only on a prefix of its column order (rejection otherwise).
+    share covered, and draws the value inside the bin truncated to the range) and the rest after them. Conditions
+    on a prefix of the column order are then exact. Elsewhere q alone drifts from the model's own joint p (a rare
+    value given is seen in few training rows), so proposals are importance-resampled to p, by `conditioning`
+    (a plain attribute: set it on a fitted or loaded model):
+    - "fast" (default): n proposals, resampled to n rows; p is read while proposing, so the cost stays close to
+      an unconditional sample's (bench/conditioning.py: 1.2-1.8x on ULB and Adult); rows may share proposals
+      when q is far from p (their numeric values are still drawn apart);
+    - "exact": rounds of `proposals_per_round` * n proposals until the effective sample size reaches n (at most
+      `max_proposals_per_row` * n): what rejection returns, at a few to tens of times the cost;
+    - "proposal": q's rows as drawn, no correction (cheapest, least faithful on rare values).
+    No mode rejects, so a value seen in training never hits a cap. A model saved before conditioned training has
+    condition share 0 and conditions natively only on a prefix of its column order (rejection otherwise).
     """
 
     name = "autoregressive"
     # share of training rows with a random set of columns generated first (what native conditioning learns from)
     condition_share: float = 0.5
-    # cap on proposals drawn per conditioned row for importance resampling (see `_sample_conditioned`)
+    # how conditions off the prefix of the column order are met (see `_sample_conditioned`)
+    conditioning: str = "fast"
+    # "exact" only: proposals drawn per round and at most in all, per conditioned row
+    proposals_per_round: int = 2
     max_proposals_per_row: int = 16
 
     def __init__(self, *, epochs: int = 60, batch_size: int = 512, hidden: int = 64, embedding_dim: int = 8,
@@ -225,15 +238,20 @@ class AutoregressiveGenerator(TableGenerator):
     def _sample_conditioned(self, n: int, rng: np.random.Generator, constraints: dict) -> pd.DataFrame:
         """Conditioned columns first, then the rest; then importance resampling to the model's own joint.
 
-        The given-first network is a proposal q learned from fewer rows than the column-order chain p, so
-        proposals are drawn (2n at a time, until their effective sample size reaches n or
-        `max_proposals_per_row` * n were drawn) and n of them are resampled with weights p(x) / q(x) (p read in
-        one teacher-forced pass): the result follows the model's joint restricted to the conditions, what
-        rejection sampling would return, at a few times the cost of an unconditional sample instead of
-        1 / P(condition) times. Conditions on a prefix of the column order need no correction (q = p there).
+        The given-first network is a proposal q learned from fewer rows than the column-order chain p (a rare value
+        given is seen in few training rows), so its rows are resampled with weights p(x) / q(x) toward p restricted
+        to the conditions, what rejection sampling would return. p is read while proposing (each column's logits
+        under both masks in one pass; columns after the last given one have p = q and cost nothing extra).
+        `conditioning` sets how many proposals: "fast" draws n and resamples n of them (about the cost of an
+        unconditional sample; when q is far from p, rows share proposals, their numerics still drawn apart);
+        "exact" draws rounds of `proposals_per_round` * n until the effective sample size reaches n or
+        `max_proposals_per_row` * n were drawn; "proposal" keeps q's rows as they are (no correction). Conditions
+        on a prefix of the column order need no correction (q = p there).
         """
         import torch
 
+        if self.conditioning not in CONDITIONING_MODES:
+            raise ConditionError(f"conditioning={self.conditioning!r} is not a mode; use one of {CONDITIONING_MODES}")
         g = torch_generator(rng)
         m = len(self.model_columns_)
         given = torch.tensor([c.name in constraints for c in self.model_columns_])
@@ -250,30 +268,34 @@ class AutoregressiveGenerator(TableGenerator):
                     raise ConditionError(f"condition on {c.name!r} falls between the values the model can draw; "
                                          "widen the range")
                 weights[j] = torch.from_numpy(w).double()
-        exact = index == list(range(len(index)))
+        prefix = index == list(range(len(index)))
         with torch.no_grad(), torch_threads(self.num_threads):
-            if exact:
-                tokens, _ = self._propose(n, order, constraints, weights, seen, g)
+            if prefix or self.conditioning == "proposal":
+                tokens, _ = self._propose(n, order, index, constraints, weights, seen, g, weigh=False)
             else:
-                # proposals in rounds of 2n until the effective sample size reaches n (or the cap)
+                exact = self.conditioning == "exact"
+                size = self.proposals_per_round * n if exact else n
+                cap = self.max_proposals_per_row * n if exact else n
                 parts, log_w = [], []
                 while True:
-                    proposals, log_q = self._propose(2 * n, order, constraints, weights, seen, g)
-                    log_p = self._log_likelihood(proposals)
-                    for j, cover in weights.items():
-                        log_p += torch.log(cover[proposals[:, j]])
+                    proposals, lw = self._propose(size, order, index, constraints, weights, seen, g, weigh=True)
                     parts.append(proposals)
-                    log_w.append((log_p - log_q).numpy())
+                    log_w.append(lw.numpy())
                     lw = np.concatenate(log_w)
                     w = np.exp(lw - lw.max())
                     ess = w.sum() ** 2 / (w ** 2).sum()
-                    if ess >= n or len(lw) >= self.max_proposals_per_row * n:
+                    if ess >= n or len(lw) >= cap:
                         break
-                log.info("conditioned sample: %d proposals, effective sample size %.0f for %d rows", len(lw), ess, n)
-                if ess < n:
+                log.info("conditioned sample (%s): %d proposals, effective sample size %.0f for %d rows",
+                         self.conditioning, len(lw), ess, n)
+                if exact and ess < n:
                     log.warning("conditioned sample: effective sample size %.0f < %d rows after %d proposals; rows "
                                 "repeat proposals (less diverse): train longer, or put the conditioned column "
                                 "first in the table", ess, n, len(lw))
+                elif not exact and ess < n / 10:
+                    log.warning("conditioned sample: effective sample size %.0f of %d rows; many rows share "
+                                "proposals: set conditioning='exact' for more diverse rows, or put the conditioned "
+                                "column first in the table", ess, n)
                 cum = np.cumsum(w / w.sum())
                 pick = np.minimum(np.searchsorted(cum, (rng.random() + np.arange(n)) / n), len(lw) - 1)
                 tokens = torch.cat(parts)[torch.from_numpy(rng.permutation(pick))]
@@ -287,39 +309,45 @@ class AutoregressiveGenerator(TableGenerator):
                                                   bounds))
         return pd.DataFrame(out)
 
-    def _propose(self, n: int, order: list[int], constraints: dict, weights: dict, seen, g):
-        """n rows of tokens drawn in `order` (given columns first) and their log proposal probabilities."""
+    def _propose(self, n: int, order: list[int], index: list[int], constraints: dict, weights: dict, seen, g, *,
+                 weigh: bool):
+        """n rows of tokens drawn in `order` (the given columns `index` first) and, with `weigh`, their log
+        importance weights log p(x) - log q(x) (p: the column-order chain, range tokens weighted by the share they
+        cover; q: this proposal)."""
         import torch
 
         m = len(self.model_columns_)
         tokens = torch.zeros((n, m), dtype=torch.long)
-        log_q = torch.zeros(n, dtype=torch.float64)
+        log_w = torch.zeros(n, dtype=torch.float64)
+        last = max(index)
         for start in range(0, n, 65536):
-            chunk, lq = tokens[start:start + 65536], log_q[start:start + 65536]
+            chunk, lw = tokens[start:start + 65536], log_w[start:start + 65536]
             for j in order:
                 code = constraints.get(self.model_columns_[j].name)
                 if isinstance(code, int):
                     chunk[:, j] = code
                     continue
-                probs = torch.softmax(self.net_.column_logits(chunk, j, seen[j]).double(), dim=1)
+                both = weigh and j < last and j not in index  # p and q differ: q also sees later given columns
+                logits = (self.net_.column_logits_both(chunk, j, [k for k in index if k > j]) if both
+                          else self.net_.column_logits(chunk, j, seen[j]))
+                probs = torch.softmax((logits[0] if both else logits).double(), dim=1)
                 if j in weights:
                     probs = probs * weights[j]
                     probs = probs / probs.sum(dim=1, keepdim=True)
                 pick = torch.multinomial(probs, 1, generator=g)
                 chunk[:, j] = pick[:, 0]
-                lq += torch.log(probs.gather(1, pick)[:, 0])
-        return tokens, log_q
-
-    def _log_likelihood(self, tokens) -> "torch.Tensor":
-        """log p(row) under the column-order chain, per row (float64)."""
-        import torch
-
-        out = torch.empty(len(tokens), dtype=torch.float64)
-        for start in range(0, len(tokens), 4096):
-            chunk = tokens[start:start + 4096]
-            logp = torch.log_softmax(self.net_(chunk).double(), dim=2)  # (m, B, vmax)
-            out[start:start + 4096] = logp.gather(2, chunk.T[:, :, None])[:, :, 0].sum(0)
-        return out
+                if both:
+                    lw += torch.log_softmax(logits[1].double(), dim=1).gather(1, pick)[:, 0]
+                if both or (weigh and j in index):
+                    lw -= torch.log(probs.gather(1, pick)[:, 0])
+            if weigh:
+                # p of a given column needs every column before it: read once the row is complete
+                for j in index:
+                    lp = torch.log_softmax(self.net_.column_logits(chunk, j).double(), dim=1)
+                    lw += lp.gather(1, chunk[:, j:j + 1])[:, 0]
+                    if j in weights:
+                        lw += torch.log(weights[j][chunk[:, j]])
+        return tokens, log_w
 
     # ------------------------------------------------------- persistence
     def _get_state(self):

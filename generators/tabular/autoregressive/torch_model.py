@@ -67,3 +67,15 @@ class ColumnwiseAutoregressiveNet(nn.Module):
         h = torch.relu(x @ self.w1[j] + self.b1[j])
         h = torch.relu(h @ self.w2[j] + self.b2[j])
         return (h @ self.w3[j] + self.b3[j])[:, : self.vocab_sizes[j]]
+
+    def column_logits_both(self, tokens: torch.Tensor, j: int, later: list[int]) -> torch.Tensor:
+        """Logits (2, B, vocab_j) of column j seeing the columns before it and also the columns `later` (> j,
+        generated first), then the columns before it only: one embedding and one first-layer product over the
+        columns before j shared by both (the later columns only add their own share of the first layer)."""
+        e = self.embed.embedding_dim
+        ctx = self._context(tokens)
+        pre = torch.addmm(self.b1[j], ctx[:, : j * e], self.w1[j, : j * e])
+        extra = torch.cat([torch.arange(k * e, (k + 1) * e) for k in later])
+        h = torch.relu(torch.stack([pre + ctx[:, extra] @ self.w1[j, extra], pre]))
+        h = torch.relu(h @ self.w2[j] + self.b2[j])
+        return (h @ self.w3[j] + self.b3[j])[..., : self.vocab_sizes[j]]
