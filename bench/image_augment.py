@@ -1,6 +1,6 @@
 """Do synthetic images help a classifier that has only 100 real images per class? (issue 13, augmentation study)
 
-Run by hand (heavy, about 10 minutes on 2 cores with the defaults):
+Run by hand (heavy, about 25 minutes on 2 cores with the defaults; split by data set and seeds, then merged):
     flock /work/heavy.lock env PYTHONPATH=. .venv/bin/python bench/image_augment.py
 Results go to bench/results/image_augment.md (and .json).
 
@@ -182,14 +182,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(MODELS), action="append")
     parser.add_argument("--model", action="append", help="only these generators (default: all in MODELS)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--merge", type=Path, action="append", default=[],
+                        help="also summarise the rows of an earlier run's .json (to split a run under the lock)")
     parser.add_argument("--steps", type=int, default=600, help="CNN updates per classifier")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_augment.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = []
+    rows = [r for path in args.merge for r in json.loads(path.read_text())]
     for data in args.data or ["digits", "fashion-mnist"]:
-        rows += run(data, args.model or list(MODELS[data]), list(range(args.seeds)), args.steps)
+        rows += run(data, args.model or list(MODELS[data]), args.seeds, args.steps)
     text = summarise(rows, args.steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

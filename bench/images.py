@@ -37,11 +37,13 @@ PLAN = {
     "fashion-mnist": {"sizes": (3000, 750), "models": {
         "image_gmm": {},
         "conv_vae": {"epochs": 40},
+        "conv_vae+gmm": {"generator": "conv_vae", "epochs": 40, "prior_components": 10},
         "pixel_ar": {"epochs": 4, "sample_batch": 375},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
         "conv_vae": {"epochs": 60, "batch_size": 64},
+        "conv_vae+gmm": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "prior_components": 10},
         "pixel_ar": {"epochs": 30, "levels": 17, "batch_size": 32},
     }},
 }
@@ -77,7 +79,8 @@ def run(data: str, models: list[str] | None, scale: float, report_dir: Path | No
         if models and name not in models:
             continue
         t = time.perf_counter()
-        gen = make_generator(name, **params).fit(ImageData(px[train], labels[train]))
+        params = dict(params)
+        gen = make_generator(params.pop("generator", name), **params).fit(ImageData(px[train], labels[train]))
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         sample = gen.sample(n_hold, seed=1)
