@@ -20,8 +20,9 @@ class PixelARGenerator(TorchImageNet, ImageGenerator):
     """Learns p(image | label) pixel by pixel (`torch_model.GatedPixelCNN`, `loss.pixel_nll`).
 
     Intensities are quantised to `levels` equal bins of 0..255 (256 = exact) and modelled as categories; a sampled
-    level l decodes to l * 255 / (levels - 1), so black and white stay exact. Sampling is sequential by nature: height x width steps, each run on a
-    whole batch of `sample_batch` images at once and only on the rows and columns the step depends on. At 28x28
+    level l decodes to l * 255 / (levels - 1), so black and white stay exact. Sampling is sequential by nature:
+    height x width steps, each run on a whole batch of `sample_batch` images at once and only on the rows and
+    columns the step depends on. At 28x28
     with the defaults it draws about 13 images per second on one thread of a shared 2-core machine (batch 375,
     bench/images.py); training runs at about 40 images per second per epoch there.
     """
