@@ -40,6 +40,8 @@ PLAN = {
         "conv_vae+gmm": {"generator": "conv_vae", "epochs": 40, "prior_components": 10, "num_threads": 2},
         "conv_vae_b0.2+gmm": {"generator": "conv_vae", "epochs": 40, "beta": 0.2, "prior_components": 10,
                               "num_threads": 2},
+        "conv_vae_b0.5+gmm": {"generator": "conv_vae", "epochs": 40, "beta": 0.5, "prior_components": 10,
+                              "num_threads": 2},
         "pixel_ar": {"epochs": 4, "sample_batch": 375, "num_threads": 2},
     }},
     "digits": {"sizes": (1200, 300), "models": {
