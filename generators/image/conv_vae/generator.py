@@ -23,18 +23,19 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     samples. Trains `epochs` passes over at most `max_train_images` images (stratified subsample), seeded and
     on `num_threads` threads, so the same data and params give the same model.
 
-    `prior_components` > 0 makes it a two-stage VAE ("ex-post density estimation", Ghosh et al. 2020): after
-    training, a full-covariance Gaussian mixture per class (at most that many components, one per
+    `prior_components` > 0 (the default) makes it a two-stage VAE ("ex-post density estimation", Ghosh et al.
+    2020): after training, a full-covariance Gaussian mixture per class (at most that many components, one per
     `codes_per_component` images) is fitted to the encoder means of the training images, and samples decode codes
     drawn from it instead of from the N(prior_mean[class], I) the network was trained with, which the encoder's
-    codes never fill evenly.
+    codes never fill evenly. With the mixture doing the prior's work, a light KL weight (`beta` 0.2) keeps the
+    reconstructions sharper: on Fashion-MNIST this halves the one-stage VAE's Frechet distance (bench/images.py).
     """
 
     name = "conv_vae"
 
     def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 30, batch_size: int = 128,
-                 learning_rate: float = 1e-3, beta: float = 1.0, max_train_images: int = 20_000,
-                 prior_components: int = 0, codes_per_component: int = 20, num_threads: int | None = 1,
+                 learning_rate: float = 1e-3, beta: float = 0.2, max_train_images: int = 20_000,
+                 prior_components: int = 10, codes_per_component: int = 20, num_threads: int | None = 1,
                  seed: int = 0):
         self.latent_dim = latent_dim
         self.base = base
