@@ -36,21 +36,20 @@ from quality.image_report import render_image_report  # noqa: E402
 PLAN = {
     "fashion-mnist": {"sizes": (3000, 750), "models": {
         "image_gmm": {},
-        "conv_vae": {"epochs": 40, "num_threads": 2},
-        "conv_vae+gmm": {"generator": "conv_vae", "epochs": 40, "prior_components": 10, "num_threads": 2},
-        "conv_vae_b0.2+gmm": {"generator": "conv_vae", "epochs": 40, "beta": 0.2, "prior_components": 10,
-                              "num_threads": 2},
-        "conv_vae_b0.5+gmm": {"generator": "conv_vae", "epochs": 40, "beta": 0.5, "prior_components": 10,
-                              "num_threads": 2},
+        "conv_vae": {"epochs": 40, "num_threads": 2},  # the default: two-stage, beta 0.2
+        "conv_vae one-stage": {"generator": "conv_vae", "epochs": 40, "beta": 1.0, "prior_components": 0,
+                               "num_threads": 2},
+        "conv_vae beta 1": {"generator": "conv_vae", "epochs": 40, "beta": 1.0, "num_threads": 2},
+        "conv_vae beta 0.5": {"generator": "conv_vae", "epochs": 40, "beta": 0.5, "num_threads": 2},
         "pixel_ar": {"epochs": 4, "sample_batch": 375, "num_threads": 2},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
         "conv_vae": {"epochs": 60, "batch_size": 64, "num_threads": 2},
-        "conv_vae+gmm": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "prior_components": 10,
-                         "num_threads": 2},
-        "conv_vae_b0.2+gmm": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "beta": 0.2,
-                              "prior_components": 10, "num_threads": 2},
+        "conv_vae one-stage": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "beta": 1.0,
+                               "prior_components": 0, "num_threads": 2},
+        "conv_vae beta 1": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "beta": 1.0,
+                            "num_threads": 2},
         "pixel_ar": {"epochs": 30, "levels": 17, "batch_size": 32, "num_threads": 2},
     }},
 }
