@@ -42,6 +42,8 @@ PLAN = {
         "conv_vae beta 1": {"generator": "conv_vae", "epochs": 40, "beta": 1.0, "num_threads": 2},
         "conv_vae beta 0.5": {"generator": "conv_vae", "epochs": 40, "beta": 0.5, "num_threads": 2},
         "pixel_ar": {"epochs": 4, "sample_batch": 375, "num_threads": 2},
+        "pixel_ar small": {"generator": "pixel_ar", "width": 16, "hidden": 32, "levels": 16, "epochs": 30,
+                           "sample_batch": 375, "num_threads": 2},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
