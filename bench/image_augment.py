@@ -1,6 +1,6 @@
 """Do synthetic images help a classifier that has only 100 real images per class? (issue 13, augmentation study)
 
-Run by hand (heavy, about 25 minutes on 2 cores with the defaults; split by data set and seeds, then merged):
+Run by hand (heavy: about 7 minutes for the digits and 10 for Fashion-MNIST on 2 cores; split runs can be merged):
     flock /work/heavy.lock env PYTHONPATH=. .venv/bin/python bench/image_augment.py
 Results go to bench/results/image_augment.md (and .json).
 
