@@ -1,7 +1,8 @@
 """Benchmark the image generators on real images with the image gate: fidelity, labels, memorisation, seconds.
 
-Run by hand (heavy; the defaults take about half an hour on two shared cores):
-    flock /work/heavy.lock .venv/bin/python bench/images.py
+Run by hand, one data set per hold of the lock (heavy: the digits about 5 minutes, Fashion-MNIST about 10 without
+`pixel_ar small`, which alone trains about 10 minutes):
+    flock /work/heavy.lock .venv/bin/python bench/images.py --data digits
 On a stratified subset of Fashion-MNIST (train / holdout / real third sample, disjoint) and on scikit-learn's 8x8
 digits, each model is trained on the training images, samples as many images as the holdout holds, and the
 sample is gated by `quality.evaluate_images` against the training images and the holdout. The real third sample
