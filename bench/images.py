@@ -1,7 +1,8 @@
 """Benchmark the image generators on real images with the image gate: fidelity, labels, memorisation, seconds.
 
-Run by hand (heavy; the defaults take about half an hour on two shared cores):
-    OMP_NUM_THREADS=1 flock /work/heavy.lock .venv/bin/python bench/images.py
+Run by hand, one data set per hold of the lock (heavy: the digits about 5 minutes, Fashion-MNIST about 10 without
+`pixel_ar small`, which alone trains about 10 minutes):
+    flock /work/heavy.lock .venv/bin/python bench/images.py --data digits
 On a stratified subset of Fashion-MNIST (train / holdout / real third sample, disjoint) and on scikit-learn's 8x8
 digits, each model is trained on the training images, samples as many images as the holdout holds, and the
 sample is gated by `quality.evaluate_images` against the training images and the holdout. The real third sample
@@ -36,13 +37,23 @@ from quality.image_report import render_image_report  # noqa: E402
 PLAN = {
     "fashion-mnist": {"sizes": (3000, 750), "models": {
         "image_gmm": {},
-        "conv_vae": {"epochs": 40},
-        "pixel_ar": {"epochs": 4, "sample_batch": 375},
+        "conv_vae": {"epochs": 40, "num_threads": 2},  # the default: two-stage, beta 0.2
+        "conv_vae one-stage": {"generator": "conv_vae", "epochs": 40, "beta": 1.0, "prior_components": 0,
+                               "num_threads": 2},
+        "conv_vae beta 1": {"generator": "conv_vae", "epochs": 40, "beta": 1.0, "num_threads": 2},
+        "conv_vae beta 0.5": {"generator": "conv_vae", "epochs": 40, "beta": 0.5, "num_threads": 2},
+        "pixel_ar": {"epochs": 4, "sample_batch": 375, "num_threads": 2},
+        "pixel_ar small": {"generator": "pixel_ar", "width": 16, "hidden": 32, "levels": 16, "epochs": 30,
+                           "sample_batch": 375, "num_threads": 2},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
-        "conv_vae": {"epochs": 60, "batch_size": 64},
-        "pixel_ar": {"epochs": 30, "levels": 17, "batch_size": 32},
+        "conv_vae": {"epochs": 60, "batch_size": 64, "num_threads": 2},
+        "conv_vae one-stage": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "beta": 1.0,
+                               "prior_components": 0, "num_threads": 2},
+        "conv_vae beta 1": {"generator": "conv_vae", "epochs": 60, "batch_size": 64, "beta": 1.0,
+                            "num_threads": 2},
+        "pixel_ar": {"epochs": 30, "levels": 17, "batch_size": 32, "num_threads": 2},
     }},
 }
 SHOWN = ("frechet_ratio", "coverage", "precision", "recall", "discriminator_auc", "label_fidelity",
@@ -77,7 +88,8 @@ def run(data: str, models: list[str] | None, scale: float, report_dir: Path | No
         if models and name not in models:
             continue
         t = time.perf_counter()
-        gen = make_generator(name, **params).fit(ImageData(px[train], labels[train]))
+        params = dict(params)
+        gen = make_generator(params.pop("generator", name), **params).fit(ImageData(px[train], labels[train]))
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         sample = gen.sample(n_hold, seed=1)
@@ -89,8 +101,8 @@ def run(data: str, models: list[str] | None, scale: float, report_dir: Path | No
 def summarise(rows: list[dict], args) -> str:
     lines = ["# Image generators benchmark", "",
              f"`python bench/images.py {' '.join(sys.argv[1:])}` on {platform.machine()}, python "
-             f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch on one "
-             "thread. Each model trains on the training images and samples as many images as the holdout holds; "
+             f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch on two "
+             "threads. Each model trains on the training images and samples as many images as the holdout holds; "
              "the gate (`quality.evaluate_images`, default thresholds) compares them with the training images "
              "and the holdout. Model params: " + json.dumps({d: p["models"] for d, p in PLAN.items()}), "",
              "| data | model | n train | n samples | gate | failing | fit s | sample s | images/s | "

@@ -61,7 +61,8 @@ _IMAGE = [
                    "own Gaussian mixture per class on a PCA basis: the fast baseline"),
     GeneratorEntry("conv_vae", "generators.image.conv_vae:ConvVAEGenerator", "image",
                    {"epochs": 30, "latent_dim": 4, "base": 8, "batch_size": 32, "learning_rate": 3e-3},
-                   "own class-conditional convolutional VAE"),
+                   "own class-conditional convolutional VAE, two-stage: a Gaussian mixture per class on its codes "
+                   "(default)"),
     GeneratorEntry("pixel_ar", "generators.image.pixel_ar:PixelARGenerator", "image",
                    {"levels": 8, "width": 16, "n_layers": 3, "hidden": 16, "epochs": 25, "batch_size": 16,
                     "learning_rate": 3e-3},
@@ -72,7 +73,7 @@ REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERI
 
 # The generator `train` uses when none is named, per kind (None: nothing learns that kind yet).
 DEFAULT_GENERATORS: dict[str, str | None] = {"tabular": "autoregressive", "timeseries": "sequence_ar",
-                                             "image": "image_gmm"}
+                                             "image": "conv_vae"}
 DEFAULT_GENERATOR = DEFAULT_GENERATORS["tabular"]
 
 

@@ -12,6 +12,8 @@ import yaml
 
 from PIL import Image
 
+from generators.registry import DEFAULT_GENERATORS
+
 # the gates' fidelity and privacy bounds off: these tests check the mechanics on tiny data, not quality
 REPORT_ONLY = {"seed": 0, "sequence_thresholds": {
     "step_marginal_accuracy": None, "change_accuracy": None, "sequence_stat_accuracy": None,
@@ -85,7 +87,7 @@ def test_images_end_to_end_with_export(cli, warehouse, tmp_path, report_only_kin
     assert cli(["ingest", tmp_path / "digits.npz", "--kind", "image", "--table", "digits"])[0] == 0
     code, trained, err = run_json(cli, "train", "--table", "digits")
     assert code == 0, err
-    assert trained["generator"] == "image_gmm" and trained["kind"] == "image"
+    assert trained["generator"] == DEFAULT_GENERATORS["image"] and trained["kind"] == "image"
     with warehouse.read() as con:  # stratified: every label keeps its share in the holdout
         held = dict(con.execute(f"SELECT label, count(*) FROM {trained['holdout_table']} GROUP BY 1").fetchall())
         whole = dict(con.execute("SELECT label, count(*) FROM digits GROUP BY 1").fetchall())

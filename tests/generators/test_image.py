@@ -197,3 +197,66 @@ def test_images_with_few_intensities_are_sampled_with_those_only():
     assert codec.intensities is None  # 256 distinct values: nothing to snap to
     few, _ = ImageCodec.fit(ImageData(np.array([0, 10, 200], dtype=np.uint8).reshape(1, 1, 3, 1), None))
     assert few.snap(np.array([0, 4, 5, 6, 104, 106, 255], dtype=np.uint8)).tolist() == [0, 0, 0, 10, 10, 200, 200]
+
+
+def _two_stage_vae(data: ImageData, **params):
+    return make_generator("conv_vae", **{**REGISTRY["conv_vae"].test_params, "prior_components": 3,
+                                         "codes_per_component": 5, **params}).fit(data)
+
+
+def test_two_stage_vae_samples_from_its_latent_mixture_and_reloads_bit_identically(tmp_path):
+    data = make_images(90, seed=11)
+    gen = _two_stage_vae(data)
+    plain = _two_stage_vae(data, prior_components=0)
+    assert plain.mixtures_ is None and gen.mixtures_.weights.shape == (3, 3)
+    # the network is the same (same seed, same training); only the codes drawn at sampling differ
+    assert not np.array_equal(gen.sample(20, seed=0).pixels, plain.sample(20, seed=0).pixels)
+    assert np.array_equal(gen.sample(20, seed=0).pixels, gen.sample(20, seed=0).pixels)
+    for label in ("bar", "square", "cross"):
+        s = gen.sample(30, seed=2, conditions={"label": label})
+        assert float(np.mean(_nearest_class_mean(data, s.pixels) == label)) >= 0.8
+    gen.save(tmp_path / "m")
+    loaded = Generator.load(tmp_path / "m")
+    assert np.array_equal(loaded.sample(50, seed=4).pixels, gen.sample(50, seed=4).pixels)
+
+
+def test_two_stage_vae_refuses_a_tampered_or_missing_latent_mixture(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    gen = _two_stage_vae(make_images(60, seed=3))
+    gen.save(tmp_path / "m")
+    weights, model = tmp_path / "m" / WEIGHTS_FILE, tmp_path / "m" / MODEL_FILE
+    arrays, doc = load_file(str(weights)), json.loads(model.read_text())
+    cov = arrays["prior.covariances"].copy()
+    cov[0, 0] = -np.eye(cov.shape[-1])
+    weights_sum = arrays["prior.weights"] * 2
+    for key, value, message in (("prior.covariances", cov, "positive definite"),
+                                ("prior.weights", weights_sum, "summing to 1"),
+                                ("prior.means", arrays["prior.means"][:, :, :2], "prior.means")):
+        save_file({**arrays, key: np.ascontiguousarray(value)}, str(weights))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    save_file({k: v for k, v in arrays.items() if k != "prior.weights"}, str(weights))
+    with pytest.raises(ModelFormatError, match="prior.weights"):
+        Generator.load(tmp_path / "m")
+    save_file(arrays, str(weights))
+    model.write_text(json.dumps({**doc, "params": {**doc["params"], "prior_components": 0}}))
+    with pytest.raises(ModelFormatError, match="no latent mixture"):
+        Generator.load(tmp_path / "m")
+    model.write_text(json.dumps({**doc, "params": {**doc["params"], "prior_components": -1}}))
+    with pytest.raises(ModelFormatError, match="prior_components"):
+        Generator.load(tmp_path / "m")
+    model.write_text(json.dumps(doc))
+    assert np.array_equal(Generator.load(tmp_path / "m").sample(8, seed=1).pixels, gen.sample(8, seed=1).pixels)
+
+
+def test_pixel_ar_decodes_levels_with_exact_black_and_white():
+    rng = np.random.default_rng(0)
+    px = np.zeros((40, 6, 6, 1), dtype=np.uint8)
+    px[:, 2:4] = rng.integers(1, 255, (40, 2, 6, 1))  # many intensities: samples are not snapped
+    px[:, 5] = 255
+    gen = make_generator("pixel_ar", **{**REGISTRY["pixel_ar"].test_params, "levels": 8}).fit(
+        ImageData(px, np.array(["a", "b"] * 20, dtype=object)))
+    s = gen.sample(30, seed=0).pixels
+    assert set(np.unique(s)) <= {int(v) for v in np.rint(np.arange(8) * 255 / 7)}
+    assert float(np.mean(s[:, :2] == 0)) > 0.8 and float(np.mean(s[:, 5] == 255)) > 0.8

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
-from generators.base import torch_generator
+from generators.base import check_array_keys, torch_generator, torch_threads
 from generators.errors import ModelFormatError
-from generators.base import torch_threads
 from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit, to_unit
+from generators.image.mixture import MIXTURE_ARRAYS, ClassMixtures
 
 log = logging.getLogger("generators.conv_vae")
-MAX_LATENT, MAX_BASE = 1024, 512
+MAX_LATENT, MAX_BASE, MAX_COMPONENTS = 1024, 512, 256
 
 
 class ConvVAEGenerator(TorchImageNet, ImageGenerator):
@@ -22,13 +22,21 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     Images of any size are padded to a multiple of 4 and the padding is left out of the loss and cropped from
     samples. Trains `epochs` passes over at most `max_train_images` images (stratified subsample), seeded and
     on `num_threads` threads, so the same data and params give the same model.
+
+    `prior_components` > 0 (the default) makes it a two-stage VAE ("ex-post density estimation", Ghosh et al.
+    2020): after training, a full-covariance Gaussian mixture per class (at most that many components, one per
+    `codes_per_component` images) is fitted to the encoder means of the training images, and samples decode codes
+    drawn from it instead of from the N(prior_mean[class], I) the network was trained with, which the encoder's
+    codes never fill evenly. With the mixture doing the prior's work, a light KL weight (`beta` 0.2) keeps the
+    reconstructions sharper: on Fashion-MNIST this halves the one-stage VAE's Frechet distance (bench/images.py).
     """
 
     name = "conv_vae"
 
     def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 30, batch_size: int = 128,
-                 learning_rate: float = 1e-3, beta: float = 1.0, max_train_images: int = 20_000,
-                 num_threads: int | None = 1, seed: int = 0):
+                 learning_rate: float = 1e-3, beta: float = 0.2, max_train_images: int = 20_000,
+                 prior_components: int = 10, codes_per_component: int = 20, num_threads: int | None = 1,
+                 seed: int = 0):
         self.latent_dim = latent_dim
         self.base = base
         self.epochs = epochs
@@ -36,6 +44,8 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
         self.learning_rate = learning_rate
         self.beta = beta
         self.max_train_images = max_train_images
+        self.prior_components = prior_components
+        self.codes_per_component = codes_per_component
         self.num_threads = num_threads
         self.seed = seed
 
@@ -103,6 +113,13 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
                 log.info("epoch %d/%d loss %.2f (reconstruction %.2f, kl %.2f) %.1fs", epoch, self.epochs, loss,
                          recon, kl, time.perf_counter() - start)
             net.eval()
+            self.mixtures_ = None
+            if self.prior_components:
+                with torch.no_grad():
+                    codes = torch.cat([net.encode(x_all[i:i + 1024], y_all[i:i + 1024])[0]
+                                       for i in range(0, n, 1024)]).numpy().astype(np.float64)
+                self.mixtures_ = ClassMixtures.fit(codes, classes, self.n_classes_, self.prior_components,
+                                                   self.codes_per_component, 1e-4, rng)
         self.net_ = net
 
     # ------------------------------------------------------------ sample
@@ -117,14 +134,38 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
         with torch.no_grad(), torch_threads(self.num_threads):
             for i in range(0, len(classes), chunk):
                 y = torch.from_numpy(np.ascontiguousarray(classes[i:i + chunk], dtype=np.int64))
-                z = self.net_.prior_mean(y) + torch.randn((len(y), self.latent_dim), generator=g)
+                if self.mixtures_ is None:
+                    z = self.net_.prior_mean(y) + torch.randn((len(y), self.latent_dim), generator=g)
+                else:
+                    z = torch.from_numpy(self.mixtures_.draw(classes[i:i + chunk], rng).astype(np.float32))
                 mean = torch.sigmoid(self.net_.decode(z, y))[:, :, :h, :w]
                 out.append(mean.permute(0, 2, 3, 1).numpy())
         return from_unit(np.concatenate(out))
 
     # ------------------------------------------------------- persistence
+    def _get_state(self):
+        state, arrays = TorchImageNet._get_state(self)
+        return state, {**arrays, **({} if self.mixtures_ is None else self.mixtures_.arrays("prior."))}
+
+    def _set_state(self, state, arrays):
+        prior = {k: v for k, v in arrays.items() if k.startswith("prior.")}
+        TorchImageNet._set_state(self, state, {k: v for k, v in arrays.items() if k not in prior})
+        if not self.prior_components:
+            if prior:
+                raise ModelFormatError(f"the weights hold unexpected array {sorted(prior)[0]!r}: this model has no "
+                                       "latent mixture (prior_components 0)")
+            self.mixtures_ = None
+            return
+        check_array_keys(prior, [f"prior.{k}" for k in MIXTURE_ARRAYS])
+        self.mixtures_ = ClassMixtures.from_arrays(prior, "prior.", self.n_classes_, self.prior_components,
+                                                   self.latent_dim)
+
     def _check_params(self) -> None:
-        check_positive(self.name, latent_dim=self.latent_dim, base=self.base, batch_size=self.batch_size)
+        check_positive(self.name, latent_dim=self.latent_dim, base=self.base, batch_size=self.batch_size,
+                       codes_per_component=self.codes_per_component)
+        if isinstance(self.prior_components, bool) or not isinstance(self.prior_components, int) or not (
+                0 <= self.prior_components <= MAX_COMPONENTS):
+            raise ModelFormatError(f"{self.name}: param prior_components must be an integer in 0..{MAX_COMPONENTS}")
         if self.latent_dim > MAX_LATENT or self.base > MAX_BASE:
             raise ModelFormatError(f"{self.name}: latent_dim <= {MAX_LATENT} and base <= {MAX_BASE} required")
         if self.num_threads is not None and not 1 <= self.num_threads <= 256:
