@@ -37,6 +37,8 @@ class Generator(ABC):
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""  # the data kind this model learns: one of generators.data.KINDS
     _DOC_KEYS: ClassVar[tuple[str, ...]] = ()  # the kind's own entries of model.json (besides the common ones)
+    # hyperparameters added after files were saved without them: the value that reproduces such a file's model
+    params_added: ClassVar[dict[str, Any]] = {}
 
     # ------------------------------------------------------------ params
     def get_params(self) -> dict[str, Any]:
@@ -168,8 +170,11 @@ class Generator(ABC):
         warn_if_versions_differ(path, saved, library_versions(VERSIONED_LIBRARIES), category=VersionMismatchWarning,
                                 consequence="samples may differ from the original; re-train to silence this",
                                 stacklevel=3)
-        check_saved_params(klass, doc["params"], where, complete=True)
-        obj = klass(**doc["params"])
+        params = doc["params"]
+        if isinstance(params, dict):  # a file older than a hyperparameter gets the value that reproduces it
+            params = {**{k: v for k, v in klass.params_added.items() if k not in params}, **params}
+        check_saved_params(klass, params, where, complete=True)
+        obj = klass(**params)
         codec = obj._restore(doc, where)
         if not isinstance(doc["state"], dict):
             raise ModelFormatError(f"{where}: 'state' is not a mapping")

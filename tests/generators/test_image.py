@@ -220,6 +220,24 @@ def test_two_stage_vae_samples_from_its_latent_mixture_and_reloads_bit_identical
     assert np.array_equal(loaded.sample(50, seed=4).pixels, gen.sample(50, seed=4).pixels)
 
 
+def test_a_conv_vae_saved_before_the_two_stage_prior_still_loads_and_samples_the_same(tmp_path):
+    data = make_images(90, seed=11)
+    old = _two_stage_vae(data, prior_components=0)
+    old.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for name in ("prior_components", "codes_per_component"):  # what the previous release wrote
+        del doc["params"][name]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.prior_components == 0 and loaded.mixtures_ is None
+    assert np.array_equal(loaded.sample(30, seed=5).pixels, old.sample(30, seed=5).pixels)
+    # any other missing param is still refused
+    del doc["params"]["beta"]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match="'beta' is missing"):
+        Generator.load(tmp_path / "m")
+
+
 def test_two_stage_vae_refuses_a_tampered_or_missing_latent_mixture(tmp_path):
     from safetensors.numpy import load_file, save_file
 

@@ -33,6 +33,9 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
 
     name = "conv_vae"
 
+    # files saved before the two-stage prior decode from the standard normal prior
+    params_added = {"prior_components": 0, "codes_per_component": 20}
+
     def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 30, batch_size: int = 128,
                  learning_rate: float = 1e-3, beta: float = 0.2, max_train_images: int = 20_000,
                  prior_components: int = 10, codes_per_component: int = 20, num_threads: int | None = 1,
