@@ -9,7 +9,8 @@
 - fertility: a country panel with gaps and a context column. The World Bank's total fertility rate per country and
   year (statsmodels' bundled `fertility.csv`) with life expectancy from plotly's bundled gapminder table, which has
   it only every fifth year (1962, 1967, ..., 2007: NaN in the other years, as in a mixed-frequency panel), and the
-  gapminder continent as context, joined on the ISO3 code: the 139 countries in both, years 1960-2011. Both are read
+  gapminder continent as context, joined on the ISO3 code: the 138 countries in both (KOR, which gapminder gives
+  both Koreas, left out), years 1960-2011. Both are read
   from their wheels' zips (never imported); fetch them once with
       .venv/bin/python -m pip download --no-deps statsmodels==0.14.4 -d data/.cache/statsmodels
       .venv/bin/python -m pip download --no-deps plotly==7.1.0 -d data/.cache/plotly
@@ -83,6 +84,9 @@ def load_fertility() -> pd.DataFrame:
         wide = pd.read_csv(io.BytesIO(zf.read("statsmodels/datasets/fertility/fertility.csv")))
     with zipfile.ZipFile(_wheel("plotly", "7.1.0")) as zf:
         gap = pd.read_csv(io.BytesIO(zf.read("plotly/package_data/datasets/gapminder.csv.gz")), compression="gzip")
+    # gapminder gives both Koreas the code KOR: a code shared by two countries is left out
+    names = gap.groupby("iso_alpha")["country"].nunique()
+    gap = gap[gap["iso_alpha"].isin(names.index[names == 1])]
     years = [str(y) for y in range(1960, 2012)]
     wide = wide[wide["Country Code"].isin(gap["iso_alpha"])]
     frame = wide.melt(id_vars="Country Code", value_vars=years, var_name="year", value_name="fertility")
