@@ -193,3 +193,16 @@ def test_a_numeric_context_with_many_values_is_binned_and_conditions_on_a_number
     assert free.between(1000, 1390).all() and free.nunique() > 10  # drawn within bins, not copied
     with pytest.raises(ConditionError, match="between"):
         gen.sample(2, conditions={"income": 5.0})
+
+
+def test_the_last_step_of_a_full_length_sequence_keeps_its_drawn_value():
+    """Series that climb by exactly 1 per step, all of the longest length: every sampled step, the last included,
+    climbs by 1 (the stop step after it draws nothing that could overwrite it)."""
+    rows = [{"id": e, "step": t, "level": float(e % 7 + t)} for e in range(40) for t in range(8)]
+    data = SequenceData(pd.DataFrame(rows), time="step", entity="id")
+    sample = _model("sequence_ar").fit(data).sample(60, seed=1).frame
+    steps = sample.sort_values(["id", "step"]).groupby("id")["level"].apply(lambda s: np.diff(s.to_numpy()))
+    last = np.array([d[-1] for d in steps])
+    inner = np.concatenate([d[:-1] for d in steps])
+    assert np.mean(np.isclose(inner, 1.0, atol=0.05)) > 0.9
+    assert np.mean(np.isclose(last, 1.0, atol=0.05)) > 0.9

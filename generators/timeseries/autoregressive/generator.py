@@ -348,6 +348,8 @@ class SequenceARGenerator(SequenceGenerator):
                             forced = length is not None or t < shortest or t == horizon
                             if forced:
                                 row[:, 0] = STOP if t == horizon else GO
+                                if t == horizon:  # the stop step draws nothing: the last step's values stay
+                                    break
                                 continue
                         row[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g)[:, 0]
                     ended = alive & (row[:, 0] == STOP)
