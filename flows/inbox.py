@@ -86,8 +86,6 @@ def _reject(wh: Warehouse, inbox: Path, path: Path, table: str, sha256: str, arr
 
 def ingest_file(wh: Warehouse, inbox: Path, path: Path, table: str, run_id: str) -> dict:
     """Ingest one inbox file as a batch of `table` (see the module docstring); returns what happened to it."""
-    from flows.ingest import read_and_validate
-
     arrived = datetime.utcfromtimestamp(path.stat().st_mtime)
     sha256 = readers.source_sha256(path)
     batch_id = batch_id_of(sha256)
@@ -98,49 +96,17 @@ def ingest_file(wh: Warehouse, inbox: Path, path: Path, table: str, run_id: str)
             _move(path, inbox / (PROCESSED if seen[0] == "ingested" else REJECTED))
             return {"file": path.name, "batch_id": batch_id, "status": "already_ingested", "rows": 0}
     try:
-        if path.suffix.lower() not in SUFFIXES and readers._strip_compression(path) not in SUFFIXES:
-            raise IngestError(f"{path.name} is not a CSV, Parquet or JSON-lines file")
         with wh.read() as con:
             columns = ([tuple(r[:2]) for r in con.execute(f"DESCRIBE {qualified(table)}").fetchall()]
                        if Warehouse.exists(con, table) else None)
-        # The batch that creates the table runs the ingest's expectation suite; later batches are checked
-        # against the table itself (same columns, values that parse as its types), which is what can go wrong.
-        staged = read_and_validate(path, "tabular", table, {}) if columns is None else read_batch(path, columns)
-        import pyarrow as pa
-
-        data = staged.data
-        if BATCH_COLUMN in data.column_names:
-            raise IngestError(f"{path.name} has a column named {BATCH_COLUMN!r}, which the inbox sets itself")
-        data = data.append_column(BATCH_COLUMN, pa.array([batch_id] * data.num_rows, type=pa.string()))
-        started = now_utc()
-        locked_at = time.perf_counter()
-        with wh.transaction() as con:
-            if _recorded(con, batch_id) is not None:  # decided here: another run took it meanwhile
-                status = "already_ingested"
-            else:
-                check_write_target(con, table, command="ingest")
-                _append(con, table, data, path)
-                insert_row(con, "_batches", {
-                    "batch_id": batch_id, "table_name": table, "inbox": str(inbox), "file_name": path.name,
-                    "sha256": sha256, "rows": staged.rows, "status": "ingested", "reason": None,
-                    "arrived_at": arrived, "ingested_at": now_utc(), "run_id": run_id})
-                insert_row(con, "_ingestions", {
-                    "run_id": run_id, "source": str(path), "sha256": sha256, "kind": "tabular", "table_name": table,
-                    "mode": "append", "rows": staged.rows, "columns": data.num_columns, "status": "ok",
-                    "summary": json.dumps({**staged.summary, "batch_id": batch_id}, default=str),
-                    "started_at": started, "finished_at": now_utc()})
-                record_table(con, table, kind="tabular", origin="ingested", run_id=run_id,
-                             detail={"inbox": str(inbox), "batch_column": BATCH_COLUMN})
-                status = "ingested"
-        lock_seconds = time.perf_counter() - locked_at
+        staged = _stage(path, table, batch_id, columns)
+        return _commit_group(wh, inbox, table, [{"path": path, "arrived": arrived, "sha256": sha256,
+                                                 "batch_id": batch_id, "staged": staged}], run_id)[0]
     except (TableExists, InvalidTableName):
         raise  # the target table itself is wrong: no file is to blame
     except (SynthwatchError, duckdb.Error) as exc:
         reason = " ".join(str(exc).split())[:400]
         return _reject(wh, inbox, path, table, sha256, arrived, reason, run_id)
-    _move(path, inbox / PROCESSED)
-    return {"file": path.name, "batch_id": batch_id, "status": status,
-            "rows": staged.rows if status == "ingested" else 0, "write_lock_seconds": round(lock_seconds, 3)}
 
 
 def read_batch(path: Path, table_columns: list[tuple[str, str]], mem: duckdb.DuckDBPyConnection | None = None):
@@ -202,13 +168,18 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, data, path: Path) -> Non
         con.unregister(view)
 
 
-def _stage(path: Path, batch_id: str, columns: list[tuple[str, str]], mem: duckdb.DuckDBPyConnection):
-    """A file read as a batch of an existing table, with its batch id column (no warehouse lock)."""
+def _stage(path: Path, table: str, batch_id: str, columns: list[tuple[str, str]] | None,
+           mem: duckdb.DuckDBPyConnection | None = None):
+    """A file read as a batch, with its batch id column (no warehouse lock). The batch that creates the table
+    (`columns` None) runs the ingest's expectation suite; later batches are checked against the table itself (same
+    columns, values that parse as its types), which is what can go wrong."""
     import pyarrow as pa
+
+    from flows.ingest import read_and_validate
 
     if path.suffix.lower() not in SUFFIXES and readers._strip_compression(path) not in SUFFIXES:
         raise IngestError(f"{path.name} is not a CSV, Parquet or JSON-lines file")
-    staged = read_batch(path, columns, mem)
+    staged = read_and_validate(path, "tabular", table, {}) if columns is None else read_batch(path, columns, mem)
     if BATCH_COLUMN in staged.data.column_names:
         raise IngestError(f"{path.name} has a column named {BATCH_COLUMN!r}, which the inbox sets itself")
     staged.data = staged.data.append_column(BATCH_COLUMN, pa.array([batch_id] * staged.rows, type=pa.string()))
@@ -252,6 +223,12 @@ def _commit_group(wh: Warehouse, inbox: Path, table: str, group: list[dict], run
     return results
 
 
+def _log_file(progress, result: dict) -> None:
+    if progress is not None:
+        progress.info("%s: %s (%s rows)%s", result["file"], result["status"], result["rows"],
+                      f": {result['reason']}" if result.get("reason") else "")
+
+
 def _ingest_many(wh: Warehouse, inbox: Path, paths: list[Path], table: str, run_id: str, progress=None,
                  group_rows: int | None = None) -> list[dict]:
     """Ingest files into an existing table: every file is read and checked first (no lock), then up to
@@ -266,10 +243,8 @@ def _ingest_many(wh: Warehouse, inbox: Path, paths: list[Path], table: str, run_
 
     def report(found: list[dict]) -> None:
         results.extend(found)
-        if progress is not None:
-            for r in found:
-                progress.info("%s: %s (%s rows)%s", r["file"], r["status"], r["rows"],
-                              f": {r['reason']}" if r.get("reason") else "")
+        for r in found:
+            _log_file(progress, r)
 
     def flush() -> None:
         nonlocal group, size
@@ -306,7 +281,7 @@ def _ingest_many(wh: Warehouse, inbox: Path, paths: list[Path], table: str, run_
                 report([ingest_file(wh, inbox, path, table, run_id)])
                 continue
             try:
-                staged = _stage(path, batch_id, columns, mem)
+                staged = _stage(path, table, batch_id, columns, mem)
             except (SynthwatchError, duckdb.Error) as exc:
                 report([_reject(wh, inbox, path, table, sha256, arrived, " ".join(str(exc).split())[:400], run_id)])
                 continue
@@ -338,9 +313,7 @@ def ingest_inbox(wh: Warehouse, inbox: str | Path, table: str, *, run_id: str | 
         path = pending.pop(0)
         result = ingest_file(wh, inbox, path, table, run_id)
         results.append(result)
-        if progress is not None:
-            progress.info("%s: %s (%s rows)%s", path.name, result["status"], result["rows"],
-                          f": {result['reason']}" if result.get("reason") else "")
+        _log_file(progress, result)
     if pending:
         results.extend(_ingest_many(wh, inbox, pending, table, run_id, progress))
     return {"table": table, "inbox": str(inbox), "files": results,
