@@ -11,6 +11,7 @@ fit and sample seconds) go to bench/results/sequences.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -48,8 +49,13 @@ def main() -> None:
     parser.add_argument("--panels", nargs="*", default=PANELS)
     parser.add_argument("--models", nargs="*", default=list_generators("timeseries"))
     parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    parser.add_argument("--params", default="{}", help="JSON hyperparameters for sequence_ar (trials)")
+    parser.add_argument("--validation", action="store_true",
+                        help="tune without the test parts: the train entities split in two, models learn one half "
+                             "and are gated against the other (no holdout or third is read)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sequences.md"))
     args = parser.parse_args()
+    trial = json.loads(args.params)
     warnings.simplefilter("ignore")
     header = "| panel | model | passed | " + " | ".join(METRICS) + " | fit s | sample s |"
     lines = ["# Sequence generators on real panels", "", header, "|" + "---|" * (len(METRICS) + 5)]
@@ -57,8 +63,16 @@ def main() -> None:
         frame, time_col, entity = load_panel(panel)
         train, hold, other = split_entities(frame, entity, np.random.default_rng(0))
         rows = [("real third", other, float("nan"), float("nan"))]
+        if args.validation:
+            ids = pd.unique(train[entity])
+            ids = ids[np.random.default_rng(1).permutation(len(ids))]
+            half = len(ids) // 2
+            train, hold = (train[train[entity].isin(part)].reset_index(drop=True) for part in (ids[:half], ids[half:]))
+            rows = []
         for model in args.models:
             params = {} if args.epochs is None else {"epochs": args.epochs}
+            if model == "sequence_ar":
+                params.update(trial)
             try:
                 synth, fit_s, sample_s = run_model(model, train, time_col, entity, params)
             except Exception as exc:  # noqa: BLE001 - a model failing on one panel is a result to report
