@@ -206,3 +206,50 @@ def test_the_last_step_of_a_full_length_sequence_keeps_its_drawn_value():
     inner = np.concatenate([d[:-1] for d in steps])
     assert np.mean(np.isclose(inner, 1.0, atol=0.05)) > 0.9
     assert np.mean(np.isclose(last, 1.0, atol=0.05)) > 0.9
+
+
+def _levels_panel(n: int = 60, seed: int = 0) -> SequenceData:
+    """Each entity its own level (5 for `low` speakers, 50 for `high`, spread 1) around which it wiggles."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n):
+        base = (5.0 if e % 2 else 50.0) + rng.normal(0, 1)
+        rows += [{"id": e, "step": t, "who": "low" if e % 2 else "high", "x": base + float(rng.normal(0, 0.5))}
+                 for t in range(int(rng.integers(6, 10)))]
+    return SequenceData(pd.DataFrame(rows), time="step", entity="id")
+
+
+def test_per_sequence_scaling_draws_a_level_per_sequence_and_saves_bit_identical(tmp_path):
+    data = _levels_panel()
+    gen = _model("sequence_ar", scale_per_sequence=None).fit(data)
+    assert gen.scaled_  # the levels carry nearly all the variance: scaled by the auto rule
+    s = gen.sample(80, seed=0).frame
+    means = s.groupby("id")["x"].mean()
+    who = s.groupby("id")["who"].first()
+    assert means[who == "high"].median() > means[who == "low"].median() + 30  # the context sets the level
+    assert s["x"].between(data.frame["x"].min(), data.frame["x"].max()).all()
+    assert s.equals(gen.sample(80, seed=0).frame)
+    gen.save(tmp_path / "m")
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.scaled_ and loaded.sample(80, seed=0).frame.equals(s)
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for bad in ("yes", False):  # not a bool; disagrees with the file's own params (which said scale)
+        changed = {**doc, "params": {**doc["params"], "scale_per_sequence": True}, "state": {**doc["state"],
+                                                                                             "scaled": bad}}
+        (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(changed))
+        with pytest.raises(ModelFormatError, match="scaled"):
+            Generator.load(tmp_path / "m")
+
+
+def test_a_file_of_the_release_before_per_sequence_scaling_loads_and_samples_the_same(tmp_path):
+    gen = _model("sequence_ar", epochs=2, min_updates=10).fit(_levels_panel(30))
+    assert gen.scaled_ is False  # the default learns raw values, as the previous release did
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for name in ("scale_per_sequence", "meta_bins"):  # what the previous release wrote
+        del doc["params"][name]
+    del doc["state"]["scaled"]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.scale_per_sequence is False and loaded.scaled_ is False
+    assert loaded.sample(20, seed=3).frame.equals(gen.sample(20, seed=3).frame)
