@@ -148,9 +148,17 @@ class SequenceARGenerator(SequenceGenerator):
         return [2, codec.n_delta_tokens, *numeric, *codec.categorical_sizes]
 
     def _n_numeric(self) -> int:
-        """Numeric columns the network learns: the data's, or with per-sequence scaling (mean, std) of each of
-        them then each standardised."""
-        return len(self._codec.numeric_columns) * (3 if self.scaled_ else 1)
+        return len(self._codec.numeric_columns)
+
+    def _meta_sizes(self) -> list[int]:
+        """Vocabularies of the meta tokens: per meta value (numeric column j's sequence mean is meta 2j, its std
+        2j + 1) its bin (a gap token last where the column has gaps: a sequence may have none of its values), then
+        where inside the bin it lies, as for the values."""
+        out = []
+        for k in range(2 * self._n_numeric()):
+            out += [_n_tokens(self.matoms_[k], self.medges_[k]) + int(self._data_column(k // 2)["has_null"]),
+                    self.fine_bins]
+        return out
 
     def _data_column(self, j: int) -> dict:
         name = self._codec.numeric_columns[j]
@@ -160,20 +168,39 @@ class SequenceARGenerator(SequenceGenerator):
         """Column j as the network learns it: has gaps, integral, range (a scaled column's from its tokens)."""
         if not self.scaled_:
             return self._data_column(j)
-        p = len(self._codec.numeric_columns)
-        data = self._data_column(j // 2 if j < 2 * p else j - 2 * p)
-        atoms, edges = self.atoms_[j], self.edges_[j]
-        ends = np.r_[atoms, edges]
-        return {"has_null": data["has_null"], "integral": False, "min": float(ends.min()), "max": float(ends.max())}
+        ends = np.r_[self.atoms_[j], self.edges_[j]]
+        return {"has_null": self._data_column(j)["has_null"], "integral": False, "min": float(ends.min()),
+                "max": float(ends.max())}
 
-    def _scaled(self, numeric: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """(steps, 3p): per column its sequence's mean and std on every step, then the standardised values."""
+    @staticmethod
+    def _scaled(numeric: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(meta (n, 2p): per sequence and column its mean then its std, NaN without values; the values
+        standardised by them (steps, p))."""
         seq = np.repeat(np.arange(len(lengths)), lengths)
         frame = pd.DataFrame(numeric).groupby(seq)
-        mean, std = frame.mean().to_numpy()[seq], frame.std(ddof=0).to_numpy()[seq]
-        z = (numeric - mean) / np.where(std > 0, std, 1.0)
-        meta = np.stack([mean, std], axis=2).reshape(len(numeric), -1)
-        return np.ascontiguousarray(np.concatenate([meta, z], axis=1))
+        mean, std = frame.mean().to_numpy(), frame.std(ddof=0).to_numpy()
+        z = (numeric - mean[seq]) / np.where(std > 0, std, 1.0)[seq]
+        meta = np.stack([mean, std], axis=2).reshape(len(lengths), -1)
+        return np.ascontiguousarray(meta, dtype=np.float64), np.ascontiguousarray(z, dtype=np.float64)
+
+    def _meta_tokens(self, meta: np.ndarray) -> np.ndarray:
+        """(n, 4p) tokens of (n, 2p) meta values: per value its bin then its place in the bin."""
+        out = np.zeros((len(meta), 2 * meta.shape[1]), np.int64)
+        for k in range(meta.shape[1]):
+            ok = ~np.isnan(meta[:, k])
+            out[~ok, 2 * k] = _n_tokens(self.matoms_[k], self.medges_[k])
+            out[ok, 2 * k], out[ok, 2 * k + 1] = _value_tokens(meta[ok, k], self.matoms_[k], self.medges_[k],
+                                                               self.fine_bins)
+        return out
+
+    def _meta_values(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n, 2p) meta values of drawn (n, 4p) tokens: an atom as itself, a bin's fine step uniformly, a gap NaN."""
+        out = np.full((len(tokens), tokens.shape[1] // 2), np.nan)
+        for k in range(out.shape[1]):
+            atoms, edges = self.matoms_[k], self.medges_[k]
+            ok = tokens[:, 2 * k] < _n_tokens(atoms, edges)
+            out[ok, k] = _token_values(tokens[ok, 2 * k], tokens[ok, 2 * k + 1], atoms, edges, self.fine_bins, rng)
+        return out
 
     @staticmethod
     def _between_share(enc: EncodedSequences) -> float:
@@ -188,11 +215,11 @@ class SequenceARGenerator(SequenceGenerator):
                 shares.append(np.var(means) / np.var(x[ok]))
         return float(np.mean(shares)) if shares and len(enc.lengths) >= 2 else 0.0
 
-    def _unscaled(self, learned: np.ndarray) -> np.ndarray:
-        """The data's values from (mean, std, standardised) columns, inside each column's training range."""
-        p = len(self._codec.numeric_columns)
-        out = learned[:, 0:2 * p:2] + learned[:, 1:2 * p:2] * learned[:, 2 * p:]
-        for j in range(p):
+    def _unscaled(self, z: np.ndarray, meta: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The data's values from standardised ones and their sequences' (mean, std), inside the training range."""
+        seq = np.repeat(np.arange(len(lengths)), lengths)
+        out = meta[seq, 0::2] + meta[seq, 1::2] * z
+        for j in range(z.shape[1]):
             col = self._data_column(j)
             out[:, j] = np.clip(out[:, j], col["min"], col["max"])
             if col["integral"]:
@@ -265,7 +292,7 @@ class SequenceARGenerator(SequenceGenerator):
         from generators.timeseries.autoregressive.torch_model import StepwiseGRUNet
 
         return StepwiseGRUNet(self._vocab_sizes(), self._codec.context_sizes, self.embedding_dim, self.hidden,
-                              self.head_hidden, self.dropout)
+                              self.head_hidden, self.dropout, self._meta_sizes() if self.scaled_ else None)
 
     # --------------------------------------------------------------- fit
     def _fit(self, enc: EncodedSequences) -> None:
@@ -273,22 +300,23 @@ class SequenceARGenerator(SequenceGenerator):
 
         self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
         seq = np.repeat(np.arange(len(enc.lengths)), enc.lengths)
-        n_meta = 0
-        self.scaled_ = (self.scale_per_sequence if self.scale_per_sequence is not None
-                        else self._between_share(enc) >= self.SCALE_SHARE)
+        self.matoms_, self.medges_ = {}, {}
+        self.scaled_ = bool(self.scale_per_sequence if self.scale_per_sequence is not None
+                            else self._between_share(enc) >= self.SCALE_SHARE)
+        meta_tokens = None
         if self.scaled_:
-            enc = dataclasses.replace(enc, numeric=self._scaled(enc.numeric, enc.lengths))
-            n_meta = 2 * len(self._codec.numeric_columns)
+            meta, z = self._scaled(enc.numeric, enc.lengths)
+            enc = dataclasses.replace(enc, numeric=z)
+            for k in range(meta.shape[1]):
+                atoms, edges = fit_numeric_tokens(meta[~np.isnan(meta[:, k]), k], self.meta_bins)
+                if len(edges) == 0 and len(atoms) > 1:  # few distinct scales: bins between them, not copies
+                    atoms, edges = np.zeros(0), np.unique(atoms)
+                self.matoms_[k] = np.ascontiguousarray(atoms, dtype=np.float64)
+                self.medges_[k] = np.ascontiguousarray(edges, dtype=np.float64)
+            meta_tokens = self._meta_tokens(meta)
         for j in range(enc.numeric.shape[1]):
             x = enc.numeric[:, j]
-            if j < n_meta:  # one value per sequence, in coarse bins: a scale is drawn near, not from, a sequence
-                first = x[enc.offsets[:-1]]
-                atoms, edges = fit_numeric_tokens(first[~np.isnan(first)],
-                                                  self.meta_bins)
-                if len(edges) == 0 and len(atoms) > 1:  # few distinct scales: bins, not exact copies
-                    atoms, edges = np.zeros(0), np.unique(atoms)
-            else:
-                atoms, edges = fit_numeric_tokens(x[~np.isnan(x)], self.max_bins)
+            atoms, edges = fit_numeric_tokens(x[~np.isnan(x)], self.max_bins)
             self.atoms_[j] = np.ascontiguousarray(atoms, dtype=np.float64)
             self.edges_[j] = np.ascontiguousarray(edges, dtype=np.float64)
             prev = self._previous_observed(x, seq)
@@ -297,13 +325,14 @@ class SequenceARGenerator(SequenceGenerator):
             # a smooth column (steps small next to its spread within a sequence) is drawn as changes: levels drawn
             # anew at every step would jitter by a bin's width where the data moves by far less
             within = x - pd.Series(x).groupby(seq).transform("mean").to_numpy()
-            if j < n_meta or (ok.sum() >= 20 and np.std(change) < self.smooth_ratio * np.nanstd(within)):
+            if ok.sum() >= 20 and np.std(change) < self.smooth_ratio * np.nanstd(within):
                 catoms, cedges = fit_numeric_tokens(change, self.max_bins)
                 self.catoms_[j] = np.ascontiguousarray(catoms, dtype=np.float64)
                 self.cedges_[j] = np.ascontiguousarray(cedges, dtype=np.float64)
         tokens = torch.from_numpy(self._tokenize(enc))
         lengths = torch.from_numpy(enc.lengths)
         context = torch.from_numpy(np.ascontiguousarray(enc.context))
+        meta = torch.from_numpy(meta_tokens) if meta_tokens is not None else None
         rng = np.random.default_rng(self.seed)
         n = len(tokens)
         perm = rng.permutation(n)
@@ -317,6 +346,9 @@ class SequenceARGenerator(SequenceGenerator):
                 for j, v in enumerate(net.vocab_sizes):
                     counts = torch.bincount(tokens[train][..., j][mask[..., j]], minlength=v).double()
                     net.b2[j, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
+                for k, v in enumerate(net.meta_sizes):
+                    counts = torch.bincount(meta[train][:, k], minlength=v).double()
+                    net.meta_b2[k, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
             opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
             g = torch_generator(rng)
             best, best_state, stale = math.inf, None, 0
@@ -330,7 +362,7 @@ class SequenceARGenerator(SequenceGenerator):
                 total = 0.0
                 for i in range(0, len(order), self.batch_size):
                     idx = order[i:i + self.batch_size]
-                    loss = self._loss(net, tokens[idx], lengths[idx], context[idx])
+                    loss = self._loss(net, tokens[idx], lengths[idx], context[idx], None if meta is None else meta[idx])
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -341,7 +373,8 @@ class SequenceARGenerator(SequenceGenerator):
                 if n_val:
                     with torch.no_grad():
                         vi = torch.from_numpy(val)
-                        val_loss = self._loss(net, tokens[vi], lengths[vi], context[vi]).item()
+                        val_loss = self._loss(net, tokens[vi], lengths[vi], context[vi],
+                                              None if meta is None else meta[vi]).item()
                 else:
                     val_loss = train_loss
                 self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
@@ -372,12 +405,15 @@ class SequenceARGenerator(SequenceGenerator):
             mask[..., j] = False
         return mask
 
-    def _loss(self, net, tokens, lengths, context):
+    def _loss(self, net, tokens, lengths, context, meta=None):
         import torch.nn.functional as F
 
-        logits = net(tokens, context)  # (B, T, m, vmax)
+        logits = net(tokens, context, meta)  # (B, T, m, vmax)
         mask = self._mask(tokens, lengths, self._input_only())
         per = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
+        if meta is not None:
+            meta_logits = net.meta_logits(net.context_vector(context), meta)
+            per = per + F.cross_entropy(meta_logits.flatten(0, 1), meta.flatten(), reduction="sum")
         return per / len(tokens)
 
     # ------------------------------------------------------------ sample
@@ -392,12 +428,20 @@ class SequenceARGenerator(SequenceGenerator):
         shortest = int(codec.lengths.min())  # no sequence stops before the shortest training one
         layout, cat_start = self._layout()
         reached_of = {level: k for k, (_, _, level) in enumerate(layout) if level is not None}
-        chunks = []
+        chunks, meta_chunks = [], []
         with torch.no_grad(), torch_threads(self.num_threads):
             for begin in range(0, n, 4096):
                 ctx_codes = torch.from_numpy(np.ascontiguousarray(context[begin:begin + 4096]))
                 b = len(ctx_codes)
                 ctx = net.context_vector(ctx_codes)
+                meta_tok = None
+                if self.scaled_:  # the sequences' scales first, column after column, from the context
+                    meta_tok = torch.zeros((b, len(net.meta_sizes)), dtype=torch.long)
+                    for k in range(len(net.meta_sizes)):
+                        logits = net.meta_column_logits(ctx, meta_tok, k)
+                        meta_tok[:, k] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g)[:, 0]
+                    meta_chunks.append(self._meta_values(meta_tok.numpy(), rng))
+                ctx = net.condition(ctx, meta_tok)
                 state = net.initial_state(ctx)
                 prev = net.bos.expand(b, -1)
                 steps = torch.zeros((b, horizon, m), dtype=torch.long)
@@ -447,7 +491,7 @@ class SequenceARGenerator(SequenceGenerator):
             numeric[:, j] = (reached_values[:, j] if level_j is not None
                              else self._level_values(tok[:, coarse_j], tok[:, fine_j], j, rng))
         if self.scaled_:
-            numeric = self._unscaled(numeric)
+            numeric = self._unscaled(numeric, np.concatenate(meta_chunks), lengths)
         categorical = tok[:, cat_start:].astype(np.int64)
         return EncodedSequences(lengths=lengths, numeric=numeric, categorical=np.ascontiguousarray(categorical),
                                 deltas=tok[:, 1].astype(np.int64), context=np.ascontiguousarray(context))
@@ -459,6 +503,8 @@ class SequenceARGenerator(SequenceGenerator):
             arrays[f"atoms{j}"], arrays[f"edges{j}"] = self.atoms_[j], self.edges_[j]
         for j in self.catoms_:
             arrays[f"change_atoms{j}"], arrays[f"change_edges{j}"] = self.catoms_[j], self.cedges_[j]
+        for k in self.matoms_:
+            arrays[f"meta_atoms{k}"], arrays[f"meta_edges{k}"] = self.matoms_[k], self.medges_[k]
         return {"history": self.history_, "changes": sorted(self.catoms_), "scaled": self.scaled_}, arrays
 
     def _set_state(self, state, arrays):
@@ -491,12 +537,19 @@ class SequenceARGenerator(SequenceGenerator):
             self.atoms_[j], self.edges_[j] = _checked_tokens(arrays, "", j)
         for j in changes:
             self.catoms_[j], self.cedges_[j] = _checked_tokens(arrays, "change_", j)
+        metas = range(2 * self._n_numeric() if scaled else 0)
+        self.matoms_, self.medges_ = {}, {}
+        for k in metas:
+            self.matoms_[k], self.medges_[k] = _checked_tokens(arrays, "meta_", k)
         self.history_ = history
         vocab, e, h, hh = self._vocab_sizes(), self.embedding_dim, self.hidden, self.head_hidden
         m = len(vocab)
         # shapes first: the parameters must not make us build a network larger than the saved one
         for key, shape in (("net.embed.weight", (sum(vocab), e)), ("net.w_state", (m, h, hh)),
-                           ("net.w_prefix", (m, m * e, hh)), ("net.w2", (m, hh, max(vocab)))):
+                           ("net.w_prefix", (m, m * e, hh)), ("net.w2", (m, hh, max(vocab))),
+                           *((("net.meta_embed.weight", (sum(self._meta_sizes()), e)),
+                              ("net.meta_w_prefix", (2 * len(metas), 2 * len(metas) * e, hh)),
+                              ("net.meta_w2", (2 * len(metas), hh, max(self._meta_sizes())))) if scaled else ())):
             if key not in arrays or arrays[key].shape != shape:
                 raise ModelFormatError(f"array {key!r} is missing or not of shape {shape} (from the params and "
                                        "vocabularies)")
@@ -504,6 +557,7 @@ class SequenceARGenerator(SequenceGenerator):
         fresh = net.state_dict()
         check_array_keys(arrays, [*(f"{p}{j}" for j in numeric for p in ("atoms", "edges")),
                                   *(f"{p}{j}" for j in changes for p in ("change_atoms", "change_edges")),
+                                  *(f"{p}{k}" for k in metas for p in ("meta_atoms", "meta_edges")),
                                   *(f"net.{k}" for k in fresh)])
         buffers = dict(net.named_buffers())
         loaded = {}

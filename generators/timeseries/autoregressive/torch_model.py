@@ -12,10 +12,14 @@ class StepwiseGRUNet(nn.Module):
     A step is a row of tokens, one per column (the stop token first, then the time step, then the values);
     vocabularies of different sizes are padded to the largest and the padding masked to -inf. The context
     (one code per context column) sets the GRU's initial state and joins every step's input.
+
+    With `meta_sizes` (per-sequence values: a token per meta column, e.g. a column's mean and spread in its
+    sequence) a meta head draws them first, column after column, from the context; their embeddings then join
+    the context as the condition of every step.
     """
 
     def __init__(self, vocab_sizes: list[int], context_sizes: list[int], embedding_dim: int, hidden: int,
-                 head_hidden: int, dropout: float = 0.0):
+                 head_hidden: int, dropout: float = 0.0, meta_sizes: list[int] | None = None):
         super().__init__()
         m, e, h, k = len(vocab_sizes), embedding_dim, hidden, len(context_sizes)
         self.vocab_sizes = list(vocab_sizes)
@@ -27,9 +31,11 @@ class StepwiseGRUNet(nn.Module):
         self.embed = nn.Embedding(sum(vocab_sizes), e)
         self.context_embed = nn.Embedding(max(sum(context_sizes), 1), e)
         self.context_dim = max(k, 1) * e
-        self.initial = nn.Linear(self.context_dim, h)
+        self.meta_sizes = list(meta_sizes or [])
+        self.condition_dim = self.context_dim + len(self.meta_sizes) * e
+        self.initial = nn.Linear(self.condition_dim, h)
         self.bos = nn.Parameter(torch.zeros(m * e))
-        self.gru = nn.GRU(m * e + self.context_dim, h, batch_first=True)
+        self.gru = nn.GRU(m * e + self.condition_dim, h, batch_first=True)
         # head j sees the GRU state and the embeddings of this step's columns < j
         self.register_buffer("prefix_mask", torch.tril(torch.ones(m, m), diagonal=-1).repeat_interleave(e, dim=1))
         self.w_state = nn.Parameter(torch.randn(m, h, head_hidden) / h ** 0.5)
@@ -42,12 +48,48 @@ class StepwiseGRUNet(nn.Module):
             pad[j, v:] = float("-inf")
         self.register_buffer("logit_pad", pad)
         self.dropout = nn.Dropout(dropout)
+        if self.meta_sizes:  # created last: a network without meta draws the same initial weights as before
+            mm, mv = len(self.meta_sizes), max(self.meta_sizes)
+            self.register_buffer("meta_offsets",
+                                 torch.tensor([0, *torch.tensor(self.meta_sizes).cumsum(0)[:-1].tolist()]))
+            self.meta_embed = nn.Embedding(sum(self.meta_sizes), e)
+            self.register_buffer("meta_prefix_mask",
+                                 torch.tril(torch.ones(mm, mm), diagonal=-1).repeat_interleave(e, dim=1))
+            self.meta_w_context = nn.Parameter(torch.randn(mm, self.context_dim, head_hidden) / self.context_dim ** 0.5)
+            self.meta_w_prefix = nn.Parameter(torch.randn(mm, mm * e, head_hidden) / (mm * e) ** 0.5)
+            self.meta_b1 = nn.Parameter(torch.zeros(mm, head_hidden))
+            self.meta_w2 = nn.Parameter(torch.randn(mm, head_hidden, mv) / head_hidden ** 0.5 * 0.1)
+            self.meta_b2 = nn.Parameter(torch.zeros(mm, mv))
+            meta_pad = torch.zeros(mm, mv)
+            for j, v in enumerate(self.meta_sizes):
+                meta_pad[j, v:] = float("-inf")
+            self.register_buffer("meta_logit_pad", meta_pad)
 
     def context_vector(self, context: torch.Tensor) -> torch.Tensor:
         """(B, context_dim) from context codes (B, k); zeros when there is no context."""
         if not self.context_sizes:
             return torch.zeros((context.shape[0], self.context_dim))
         return self.context_embed(context + self.context_offsets).flatten(1)
+
+    def condition(self, ctx: torch.Tensor, meta: torch.Tensor | None) -> torch.Tensor:
+        """(B, condition_dim): the context vector, then the embeddings of the meta tokens (B, n_meta) if any."""
+        if not self.meta_sizes:
+            return ctx
+        return torch.cat([ctx, self.meta_embed(meta + self.meta_offsets).flatten(1)], dim=1)
+
+    def meta_logits(self, ctx: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        """Logits (B, n_meta, vmax) of every meta token given the context and the true earlier meta tokens."""
+        prefix = self.meta_embed(meta + self.meta_offsets).flatten(1)
+        hidden = torch.einsum("bc,jck->bjk", ctx, self.meta_w_context)
+        hidden = hidden + torch.einsum("bd,jdk->bjk", prefix, self.meta_w_prefix * self.meta_prefix_mask[:, :, None])
+        hidden = torch.relu(hidden + self.meta_b1)
+        return torch.einsum("bjk,jkv->bjv", hidden, self.meta_w2) + self.meta_b2 + self.meta_logit_pad
+
+    def meta_column_logits(self, ctx: torch.Tensor, meta: torch.Tensor, j: int) -> torch.Tensor:
+        """Logits (B, meta_sizes[j]) of meta column j given the context and meta tokens whose columns < j are set."""
+        prefix = self.meta_embed(meta + self.meta_offsets).flatten(1) * self.meta_prefix_mask[j]
+        hidden = torch.relu(ctx @ self.meta_w_context[j] + prefix @ self.meta_w_prefix[j] + self.meta_b1[j])
+        return (hidden @ self.meta_w2[j] + self.meta_b2[j])[:, : self.meta_sizes[j]]
 
     def step_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
         """(..., m*e) embeddings of token rows (..., m)."""
@@ -56,10 +98,11 @@ class StepwiseGRUNet(nn.Module):
     def initial_state(self, ctx: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.initial(ctx)).unsqueeze(0)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing)."""
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing) and the
+        true meta tokens."""
         b, t, _ = tokens.shape
-        ctx = self.context_vector(context)
+        ctx = self.condition(self.context_vector(context), meta)
         emb = self.step_embedding(tokens)                                   # (B, T, m*e)
         prev = torch.cat([self.bos.expand(b, 1, -1), emb[:, :-1]], dim=1)
         states, _ = self.gru(torch.cat([prev, ctx.unsqueeze(1).expand(b, t, -1)], dim=2), self.initial_state(ctx))
