@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list_generators("timeseries"))
     parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
     parser.add_argument("--params", default="{}", help="JSON hyperparameters for sequence_ar (trials)")
+    parser.add_argument("--variant", action="append", default=[], metavar="JSON",
+                        help="also run sequence_ar with these hyperparameters in the same run (repeatable)")
     parser.add_argument("--validation", action="store_true",
                         help="tune without the test parts: the train entities split in two, models learn one half "
                              "and are gated against the other (no holdout or third is read)")
@@ -69,17 +71,19 @@ def main() -> None:
             half = len(ids) // 2
             train, hold = (train[train[entity].isin(part)].reset_index(drop=True) for part in (ids[:half], ids[half:]))
             rows = []
-        for model in args.models:
+        runs = [(model, model) for model in args.models]
+        runs += [(f"sequence_ar {v}", "sequence_ar") for v in args.variant]
+        for label, model in runs:
             params = {} if args.epochs is None else {"epochs": args.epochs}
             if model == "sequence_ar":
-                params.update(trial)
+                params.update(trial if label == model else json.loads(label.split(" ", 1)[1]))
             try:
                 synth, fit_s, sample_s = run_model(model, train, time_col, entity, params)
             except Exception as exc:  # noqa: BLE001 - a model failing on one panel is a result to report
-                lines.append(f"| {panel} | {model} | error: {type(exc).__name__}: {str(exc)[:80]} |")
+                lines.append(f"| {panel} | {label} | error: {type(exc).__name__}: {str(exc)[:80]} |")
                 print(lines[-1], flush=True)
                 continue
-            rows.append((model, synth, fit_s, sample_s))
+            rows.append((label, synth, fit_s, sample_s))
         for model, synth, fit_s, sample_s in rows:
             report = evaluate_sequences(train, synth, hold, time=time_col, entity=entity)
             vals = []
