@@ -89,13 +89,14 @@ class SequenceARGenerator(SequenceGenerator):
 
     name = "sequence_ar"
     # files saved before per-sequence scaling existed learned raw values
-    params_added = {"scale_per_sequence": False, "meta_bins": 16}
+    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0}
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
                  dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
-                 scale_per_sequence: bool | None = False, meta_bins: int = 16, num_threads: int | None = 1, seed: int = 0):
+                 scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
+                 num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -112,6 +113,7 @@ class SequenceARGenerator(SequenceGenerator):
         self.window = window
         self.scale_per_sequence = scale_per_sequence
         self.meta_bins = meta_bins
+        self.input_noise = input_noise
         self.num_threads = num_threads
         self.seed = seed
 
@@ -406,9 +408,16 @@ class SequenceARGenerator(SequenceGenerator):
         return mask
 
     def _loss(self, net, tokens, lengths, context, meta=None):
+        import torch
         import torch.nn.functional as F
 
-        logits = net(tokens, context, meta)  # (B, T, m, vmax)
+        history = None
+        if net.training and self.input_noise > 0:  # earlier steps as the GRU sees them: some tokens redrawn
+            sizes = torch.tensor(net.vocab_sizes)
+            redraw = torch.rand(tokens.shape) < self.input_noise
+            redraw[..., 0] = False
+            history = torch.where(redraw, (torch.rand(tokens.shape) * sizes).long(), tokens)
+        logits = net(tokens, context, meta, history)  # (B, T, m, vmax)
         mask = self._mask(tokens, lengths, self._input_only())
         per = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
         if meta is not None:

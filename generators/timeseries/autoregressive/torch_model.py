@@ -98,13 +98,15 @@ class StepwiseGRUNet(nn.Module):
     def initial_state(self, ctx: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.initial(ctx)).unsqueeze(0)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing) and the
-        true meta tokens."""
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor, meta: torch.Tensor | None = None,
+                history: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing, or the
+        steps `history` instead, e.g. noised ones) and the true meta tokens."""
         b, t, _ = tokens.shape
         ctx = self.condition(self.context_vector(context), meta)
         emb = self.step_embedding(tokens)                                   # (B, T, m*e)
-        prev = torch.cat([self.bos.expand(b, 1, -1), emb[:, :-1]], dim=1)
+        past = emb if history is None else self.step_embedding(history)
+        prev = torch.cat([self.bos.expand(b, 1, -1), past[:, :-1]], dim=1)
         states, _ = self.gru(torch.cat([prev, ctx.unsqueeze(1).expand(b, t, -1)], dim=2), self.initial_state(ctx))
         states = self.dropout(states)
         hidden = torch.einsum("bth,jhk->btjk", states, self.w_state)
