@@ -246,10 +246,18 @@ def test_a_file_of_the_release_before_per_sequence_scaling_loads_and_samples_the
     assert gen.scaled_ is False  # the default learns raw values, as the previous release did
     gen.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("scale_per_sequence", "meta_bins"):  # what the previous release wrote
+    for name in ("scale_per_sequence", "meta_bins", "input_noise"):  # what the previous release wrote
         del doc["params"][name]
     del doc["state"]["scaled"]
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     loaded = Generator.load(tmp_path / "m")
     assert loaded.scale_per_sequence is False and loaded.scaled_ is False
     assert loaded.sample(20, seed=3).frame.equals(gen.sample(20, seed=3).frame)
+
+
+def test_input_noise_is_seeded_and_changes_the_fit():
+    data = _levels_panel(30)
+    noisy = [_model("sequence_ar", epochs=3, min_updates=10, input_noise=0.3).fit(data).sample(10, seed=0).frame
+             for _ in range(2)]
+    plain = _model("sequence_ar", epochs=3, min_updates=10).fit(data).sample(10, seed=0).frame
+    assert noisy[0].equals(noisy[1]) and not noisy[0].equals(plain)
