@@ -75,16 +75,18 @@ class SequenceARGenerator(SequenceGenerator):
     long sequences).
 
     With per-sequence scaling (DoppelGANger's per-sample normalisation) every numeric column is learned as its
-    sequence's mean and standard deviation (drawn at the first step, given the context, then carried unchanged)
-    and the sequence's values standardised by them: a sequence's level and spread are drawn once, from at most
+    sequence's mean and standard deviation (drawn before the first step from the context by a head of their own,
+    then part of every step's condition) and the sequence's values standardised by them: a sequence's level and
+    spread are drawn once, from at most
     `meta_bins` bins whose edges are training sequences' scales (a scale is drawn between two of them, never
     copied). `scale_per_sequence=None` scales when the sequences' means carry at least `SCALE_SHARE` of the
     values' variance (averaged over numeric columns): speakers or countries with levels of their own, not
-    windows of one signal.
+    windows of one signal. `input_noise` (teacher-forcing noise) redraws that share of the earlier steps' tokens the
+    GRU reads in training at random. Both are off by default (see the README's sequence benchmark).
     """
 
     # chosen on validation halves of the benchmark's training parts: 0.28-0.81 on JapaneseVowels and fertility
-    # (scaling helped), 0.00-0.17 on BasicMotions and MIT-BIH segments (it did not)
+    # (scaling raised their step marginals there), 0.00-0.17 on BasicMotions and MIT-BIH segments (it lowered them)
     SCALE_SHARE = 0.25
 
     name = "sequence_ar"
