@@ -33,12 +33,15 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
 
     name = "conv_vae"
 
-    # files saved before the two-stage prior decode from the standard normal prior
-    params_added = {"prior_components": 0, "codes_per_component": 20}
+    # files saved before the two-stage prior decode from the standard normal prior; before the critic, the decoder
+    # trained without one, and before prior_scale the mixture was drawn as fitted
+    params_added = {"prior_components": 0, "codes_per_component": 20, "adversarial_weight": 0.0,
+                    "adversarial_warmup": 0.25, "prior_scale": 1.0}
 
     def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 30, batch_size: int = 128,
                  learning_rate: float = 1e-3, beta: float = 0.2, max_train_images: int = 20_000,
-                 prior_components: int = 10, codes_per_component: int = 20, num_threads: int | None = 1,
+                 prior_components: int = 10, codes_per_component: int = 20, adversarial_weight: float = 0.0,
+                 adversarial_warmup: float = 0.25, prior_scale: float = 1.0, num_threads: int | None = 1,
                  seed: int = 0):
         self.latent_dim = latent_dim
         self.base = base
@@ -49,6 +52,9 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
         self.max_train_images = max_train_images
         self.prior_components = prior_components
         self.codes_per_component = codes_per_component
+        self.adversarial_weight = adversarial_weight
+        self.adversarial_warmup = adversarial_warmup
+        self.prior_scale = prior_scale
         self.num_threads = num_threads
         self.seed = seed
 
@@ -80,7 +86,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     def _fit(self, pixels: np.ndarray, classes: np.ndarray) -> None:
         import torch
 
-        from generators.image.conv_vae.loss import vae_loss
+        from generators.image.conv_vae.loss import critic_hinge_loss, decoder_adversarial_loss, vae_loss
 
         self._check_params()
         rng = np.random.default_rng(self.seed)
@@ -94,27 +100,57 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
             torch.manual_seed(self.seed)
             net = self._build()
             opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+            critic = critic_opt = None
+            first_adversarial = self.epochs + 1
+            if self.adversarial_weight > 0:
+                from generators.image.conv_vae.torch_model import ConditionalCritic
+
+                h, w, c = self.shape_
+                critic = ConditionalCritic(c, h, w, self.n_classes_, self.base)
+                critic_opt = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
+                first_adversarial = int(self.adversarial_warmup * self.epochs) + 1
+            # per pixel, so one weight means the same against the summed reconstruction loss at any image size
+            adv_weight = float(self.adversarial_weight) * float(mask.sum())
             g = torch_generator(rng)
             self.history_ = []
             start = time.perf_counter()
             net.train()
             for epoch in range(1, self.epochs + 1):
                 order = torch.randperm(n, generator=g)
-                totals = np.zeros(3)
+                totals = np.zeros(5)
+                adversarial = epoch >= first_adversarial
                 for i in range(0, n, self.batch_size):
                     idx = order[i:i + self.batch_size]
+                    x, y = x_all[idx], y_all[idx]
                     noise = torch.randn((len(idx), self.latent_dim), generator=g)
-                    logits, mu, logvar = net(x_all[idx], y_all[idx], noise)
-                    loss, recon, kl = vae_loss(logits, x_all[idx], mask, mu, logvar, net.prior_mean(y_all[idx]),
-                                               self.beta)
+                    logits, mu, logvar = net(x, y, noise)
+                    loss, recon, kl = vae_loss(logits, x, mask, mu, logvar, net.prior_mean(y), self.beta)
+                    critic_loss = adv = torch.zeros(())
+                    if adversarial:
+                        # decoded images the critic judges: the reconstructions, and codes scattered around the
+                        # batch's codes as the latent mixture scatters its draws
+                        spread = mu.detach().std(0, keepdim=True) if len(idx) > 1 else torch.ones_like(mu)
+                        z = mu.detach() + 0.5 * spread * torch.randn(mu.shape, generator=g)
+                        fake = torch.cat([torch.sigmoid(logits), torch.sigmoid(net.decode(z, y))]) * mask
+                        fy = torch.cat([y, y])
+                        critic_loss = critic_hinge_loss(critic(x, y), critic(fake.detach(), fy))
+                        critic_opt.zero_grad()
+                        critic_loss.backward()
+                        critic_opt.step()
+                        adv = decoder_adversarial_loss(critic(fake, fy))
+                        loss = loss + adv_weight * adv
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-                    totals += np.array([loss.item(), recon.item(), kl.item()]) * len(idx)
-                loss, recon, kl = (totals / n).tolist()
-                self.history_.append({"epoch": epoch, "loss": loss, "reconstruction": recon, "kl": kl})
-                log.info("epoch %d/%d loss %.2f (reconstruction %.2f, kl %.2f) %.1fs", epoch, self.epochs, loss,
-                         recon, kl, time.perf_counter() - start)
+                    totals += np.array([loss.item(), recon.item(), kl.item(), adv.item(), critic_loss.item()]
+                                       ) * len(idx)
+                loss, recon, kl, adv, critic_loss = (totals / n).tolist()
+                record = {"epoch": epoch, "loss": loss, "reconstruction": recon, "kl": kl}
+                if adversarial:
+                    record.update(adversarial=adv, critic=critic_loss)
+                self.history_.append(record)
+                log.info("epoch %d/%d loss %.2f (reconstruction %.2f, kl %.2f, adversarial %.2f, critic %.2f) %.1fs",
+                         epoch, self.epochs, loss, recon, kl, adv, critic_loss, time.perf_counter() - start)
             net.eval()
             self.mixtures_ = None
             if self.prior_components:
@@ -140,7 +176,8 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
                 if self.mixtures_ is None:
                     z = self.net_.prior_mean(y) + torch.randn((len(y), self.latent_dim), generator=g)
                 else:
-                    z = torch.from_numpy(self.mixtures_.draw(classes[i:i + chunk], rng).astype(np.float32))
+                    z = torch.from_numpy(self.mixtures_.draw(classes[i:i + chunk], rng, self.prior_scale)
+                                         .astype(np.float32))
                 mean = torch.sigmoid(self.net_.decode(z, y))[:, :, :h, :w]
                 out.append(mean.permute(0, 2, 3, 1).numpy())
         return from_unit(np.concatenate(out))
@@ -165,7 +202,13 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
 
     def _check_params(self) -> None:
         check_positive(self.name, latent_dim=self.latent_dim, base=self.base, batch_size=self.batch_size,
-                       codes_per_component=self.codes_per_component)
+                       codes_per_component=self.codes_per_component, prior_scale=self.prior_scale)
+        for key in ("adversarial_weight", "adversarial_warmup"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6 or (
+                    key == "adversarial_warmup" and value > 1):
+                raise ModelFormatError(f"{self.name}: param {key}={str(value)[:30]} must be a number >= 0"
+                                       + (" and <= 1" if key == "adversarial_warmup" else ""))
         if isinstance(self.prior_components, bool) or not isinstance(self.prior_components, int) or not (
                 0 <= self.prior_components <= MAX_COMPONENTS):
             raise ModelFormatError(f"{self.name}: param prior_components must be an integer in 0..{MAX_COMPONENTS}")
