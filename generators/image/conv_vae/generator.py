@@ -10,6 +10,7 @@ import numpy as np
 from generators.base import check_array_keys, torch_generator, torch_threads
 from generators.errors import ModelFormatError
 from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit, to_unit
+from generators.image.base import check_intensity_maps, intensity_maps
 from generators.image.mixture import MIXTURE_ARRAYS, ClassMixtures
 
 log = logging.getLogger("generators.conv_vae")
@@ -36,12 +37,13 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     # files saved before the two-stage prior decode from the standard normal prior; before the critic, the decoder
     # trained without one, and before prior_scale the mixture was drawn as fitted
     params_added = {"prior_components": 0, "codes_per_component": 20, "adversarial_weight": 0.0,
-                    "adversarial_warmup": 0.25, "prior_scale": 1.0}
+                    "adversarial_warmup": 0.25, "prior_scale": 1.0, "match_intensities": False}
 
     def __init__(self, *, latent_dim: int = 16, base: int = 32, epochs: int = 30, batch_size: int = 128,
                  learning_rate: float = 1e-3, beta: float = 0.2, max_train_images: int = 20_000,
                  prior_components: int = 10, codes_per_component: int = 20, adversarial_weight: float = 0.0,
-                 adversarial_warmup: float = 0.25, prior_scale: float = 1.0, num_threads: int | None = 1,
+                 adversarial_warmup: float = 0.25, prior_scale: float = 1.0,
+                 match_intensities: bool = False, num_threads: int | None = 1,
                  seed: int = 0):
         self.latent_dim = latent_dim
         self.base = base
@@ -55,6 +57,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
         self.adversarial_weight = adversarial_weight
         self.adversarial_warmup = adversarial_warmup
         self.prior_scale = prior_scale
+        self.match_intensities = match_intensities
         self.num_threads = num_threads
         self.seed = seed
 
@@ -160,9 +163,22 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
                 self.mixtures_ = ClassMixtures.fit(codes, classes, self.n_classes_, self.prior_components,
                                                    self.codes_per_component, 1e-4, rng)
         self.net_ = net
+        self.intensity_map_ = None
+        if self.match_intensities:
+            # decoded draws, as many per class as training images, matched to the training images' intensities
+            self.intensity_map_ = intensity_maps(pixels, classes, self._decode_draws(classes, rng), self.n_classes_)
 
     # ------------------------------------------------------------ sample
     def _sample(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pixels = self._decode_draws(classes, rng)
+        if self.intensity_map_ is None:
+            return pixels
+        flat = pixels.reshape(len(pixels), -1)
+        return np.ascontiguousarray(np.take_along_axis(self.intensity_map_[classes], flat.astype(np.intp), axis=1)
+                                    .reshape(pixels.shape))
+
+    def _decode_draws(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 decoder mean images of codes drawn from each class's prior (the latent mixture, if fitted)."""
         import torch
 
         g = torch_generator(rng)
@@ -185,9 +201,17 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     # ------------------------------------------------------- persistence
     def _get_state(self):
         state, arrays = TorchImageNet._get_state(self)
-        return state, {**arrays, **({} if self.mixtures_ is None else self.mixtures_.arrays("prior."))}
+        return state, {**arrays, **({} if self.mixtures_ is None else self.mixtures_.arrays("prior.")),
+                       **({} if self.intensity_map_ is None else {"intensity_map": self.intensity_map_})}
 
     def _set_state(self, state, arrays):
+        arrays = dict(arrays)
+        self.intensity_map_ = None
+        if self.match_intensities:
+            self.intensity_map_ = check_intensity_maps(arrays.pop("intensity_map", None), self.n_classes_)
+        elif "intensity_map" in arrays:
+            raise ModelFormatError("the weights hold unexpected array 'intensity_map': this model does not match "
+                                   "intensities (match_intensities false)")
         prior = {k: v for k, v in arrays.items() if k.startswith("prior.")}
         TorchImageNet._set_state(self, state, {k: v for k, v in arrays.items() if k not in prior})
         if not self.prior_components:
@@ -203,6 +227,8 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     def _check_params(self) -> None:
         check_positive(self.name, latent_dim=self.latent_dim, base=self.base, batch_size=self.batch_size,
                        codes_per_component=self.codes_per_component, prior_scale=self.prior_scale)
+        if not isinstance(self.match_intensities, bool):
+            raise ModelFormatError(f"{self.name}: param match_intensities must be true or false")
         for key in ("adversarial_weight", "adversarial_warmup"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6 or (
