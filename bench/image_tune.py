@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--data", choices=sorted(PLAN), required=True)
     parser.add_argument("--config", action="append", required=True, help="JSON: name, generator and params")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="sampling seeds (one fit per config)")
+    parser.add_argument("--prior-scales", type=float, nargs="+", default=[None],
+                        help="sample each fitted conv_vae at these prior_scale values (a sampling-only param)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_tune.jsonl")
     args = parser.parse_args()
     px, labels = fashion_mnist("train") if args.data == "fashion-mnist" else digits()
@@ -51,11 +53,13 @@ def main() -> None:
         t = time.perf_counter()
         gen = make_generator(params.pop("generator"), **params).fit(ImageData(px[fit_part], labels[fit_part]))
         fit_s = time.perf_counter() - t
-        for seed in args.seeds:
+        for seed, scale in ((seed, scale) for seed in args.seeds for scale in args.prior_scales):
+            if scale is not None:
+                gen.prior_scale = scale
             sample = gen.sample(n_val, seed=seed)
             report = evaluate_images(px[fit_part], labels[fit_part], sample.pixels, sample.labels, px[val_part],
                                      labels[val_part], seed=0)
-            row = {"data": args.data, "name": name, "config": config, "seed": seed, "fit_s": round(fit_s, 1),
+            row = {"data": args.data, "name": name, "config": config, "seed": seed, "prior_scale": scale, "fit_s": round(fit_s, 1),
                    "passed": report.passed, "failing": report.failing,
                    "values": {c.name: round(c.value, 4) for c in report if c.name in SHOWN and c.value is not None}}
             print(json.dumps(row), flush=True)
