@@ -59,7 +59,8 @@ def main() -> None:
             sample = gen.sample(n_val, seed=seed)
             report = evaluate_images(px[fit_part], labels[fit_part], sample.pixels, sample.labels, px[val_part],
                                      labels[val_part], seed=0)
-            row = {"data": args.data, "name": name, "config": config, "seed": seed, "prior_scale": scale, "fit_s": round(fit_s, 1),
+            row = {"data": args.data, "name": name, "config": config, "seed": seed, "prior_scale": scale,
+                   "fit_s": round(fit_s, 1),
                    "passed": report.passed, "failing": report.failing,
                    "values": {c.name: round(c.value, 4) for c in report if c.name in SHOWN and c.value is not None}}
             print(json.dumps(row), flush=True)
