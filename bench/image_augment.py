@@ -49,10 +49,15 @@ MULTIPLES = (1, 5)
 # each generator's params for 1,000 training images (the image benchmark's, epochs scaled to the smaller set)
 MODELS = {
     "fashion-mnist": {"image_gmm": {},
-                      "conv_vae": {"epochs": 100, "num_threads": 2},  # the default: two-stage, beta 0.2
-                      "conv_vae one-stage": {"epochs": 100, "beta": 1.0, "prior_components": 0, "num_threads": 2}},
-    "digits": {"image_gmm": {"n_basis": 24}, "conv_vae": {"epochs": 100, "batch_size": 64, "num_threads": 2},
+                      "conv_vae": {"epochs": 100, "adversarial_weight": 0.0, "match_intensities": False,
+                                   "num_threads": 2},  # the previous default: two-stage, beta 0.2, no critic
+                      "conv_vae one-stage": {"epochs": 100, "beta": 1.0, "prior_components": 0,
+                                             "adversarial_weight": 0.0, "match_intensities": False,
+                                             "num_threads": 2}},
+    "digits": {"image_gmm": {"n_basis": 24}, "conv_vae": {"epochs": 100, "batch_size": 64, "adversarial_weight": 0.0,
+                                                        "match_intensities": False, "num_threads": 2},
                "conv_vae one-stage": {"epochs": 100, "batch_size": 64, "beta": 1.0, "prior_components": 0,
+                                      "adversarial_weight": 0.0, "match_intensities": False,
                                       "num_threads": 2}},
 }
 log = logging.getLogger("bench.image_augment")

@@ -247,6 +247,33 @@ class ImageGenerator(Generator):
         return codec
 
 
+def intensity_maps(real: np.ndarray, real_classes: np.ndarray, decoded: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per class, the monotone table (uint8 (n_classes, 256)) that maps decoded intensities to training ones by
+    matching their distributions (quantile mapping): a decoder of mean images never reaches the exact black
+    backgrounds and saturated whites that real images hold in quantity. `decoded` are uint8 images drawn per
+    class as `real_classes` says (one per training image); a class absent from either side maps to itself."""
+    maps = np.tile(np.arange(256, dtype=np.uint8), (n_classes, 1))
+    for c in range(n_classes):
+        r, d = real[real_classes == c], decoded[real_classes == c]
+        if r.size == 0 or d.size == 0:
+            continue
+        real_cdf = np.cumsum(np.bincount(r.ravel(), minlength=256)) / r.size
+        share = np.bincount(d.ravel(), minlength=256) / d.size
+        middle = np.cumsum(share) - share / 2.0  # each decoded level's mid-quantile
+        maps[c] = np.searchsorted(real_cdf, np.clip(middle, 0.0, 1.0 - 1e-12), side="right").clip(0, 255)
+    return np.ascontiguousarray(maps)
+
+
+def check_intensity_maps(maps: Any, n_classes: int) -> np.ndarray:
+    """A saved intensity map checked: uint8 (n_classes, 256), non-decreasing along each row."""
+    if maps is None:
+        raise ModelFormatError("array 'intensity_map' is missing from the weights")
+    maps = take_array({"intensity_map": maps}, "intensity_map", np.uint8, (n_classes, 256))
+    if (np.diff(maps.astype(np.int16), axis=1) < 0).any():
+        raise ModelFormatError("array 'intensity_map' must be non-decreasing along each class's row")
+    return maps
+
+
 def check_positive(owner: str, **params: Any) -> None:
     """ModelFormatError unless every named hyperparameter is a positive finite number (guards loaded params)."""
     for key, value in params.items():

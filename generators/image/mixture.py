@@ -54,13 +54,16 @@ class ClassMixtures:
             covs[c, :k] = (cov + np.swapaxes(cov, -1, -2)) / 2.0
         return cls(weights, means, covs)
 
-    def draw(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One code (float64) per requested class index."""
+    def draw(self, classes: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+        """One code (float64) per requested class index; `scale` widens (> 1) or narrows each component's spread
+        (its standard deviations times `scale`)."""
         k_max, p = self.weights.shape[1], self.means.shape[2]
         cdf = np.cumsum(self.weights, axis=1)
         u = rng.random(len(classes))
         component = np.minimum((u[:, None] >= cdf[classes]).sum(axis=1), k_max - 1)
         eps = rng.standard_normal((len(classes), p))
+        if scale != 1.0:
+            eps = eps * scale
         return self.means[classes, component] + np.einsum("nij,nj->ni", self.cholesky[classes, component], eps)
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:

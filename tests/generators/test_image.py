@@ -220,22 +220,70 @@ def test_two_stage_vae_samples_from_its_latent_mixture_and_reloads_bit_identical
     assert np.array_equal(loaded.sample(50, seed=4).pixels, gen.sample(50, seed=4).pixels)
 
 
-def test_a_conv_vae_saved_before_the_two_stage_prior_still_loads_and_samples_the_same(tmp_path):
+@pytest.mark.parametrize("release, params, written", [
+    # what each earlier release fitted, and the params its model.json held
+    ("one-stage", {"prior_components": 0, "adversarial_weight": 0.0, "match_intensities": False},
+     ("epochs", "latent_dim", "base", "batch_size", "learning_rate", "beta", "max_train_images", "num_threads",
+      "seed")),
+    ("two-stage", {"adversarial_weight": 0.0, "match_intensities": False},
+     ("epochs", "latent_dim", "base", "batch_size", "learning_rate", "beta", "max_train_images", "prior_components",
+      "codes_per_component", "num_threads", "seed")),
+])
+def test_a_conv_vae_saved_by_an_earlier_release_still_loads_and_samples_the_same(tmp_path, release, params, written):
     data = make_images(90, seed=11)
-    old = _two_stage_vae(data, prior_components=0)
+    old = _two_stage_vae(data, **params)
     old.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("prior_components", "codes_per_component"):  # what the previous release wrote
-        del doc["params"][name]
+    doc["params"] = {k: v for k, v in doc["params"].items() if k in written}
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     loaded = Generator.load(tmp_path / "m")
-    assert loaded.prior_components == 0 and loaded.mixtures_ is None
+    assert (loaded.mixtures_ is None) == (release == "one-stage")
+    assert loaded.adversarial_weight == 0.0 and loaded.match_intensities is False and loaded.intensity_map_ is None
     assert np.array_equal(loaded.sample(30, seed=5).pixels, old.sample(30, seed=5).pixels)
     # any other missing param is still refused
     del doc["params"]["beta"]
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     with pytest.raises(ModelFormatError, match="'beta' is missing"):
         Generator.load(tmp_path / "m")
+
+
+def test_the_critic_trains_deterministically_and_changes_the_decoder():
+    data = make_images(90, seed=11)
+    a, b = _two_stage_vae(data, epochs=8), _two_stage_vae(data, epochs=8)
+    plain = _two_stage_vae(data, epochs=8, adversarial_weight=0.0)
+    assert a.adversarial_weight > 0 and {"adversarial", "critic"} <= set(a.history_[-1])
+    assert "adversarial" not in a.history_[1]  # warm-up: the first quarter of the epochs trains without the critic
+    assert "adversarial" not in plain.history_[-1]
+    assert all(np.isfinite(h["critic"]) for h in a.history_ if "critic" in h)
+    assert np.array_equal(a.sample(40, seed=3).pixels, b.sample(40, seed=3).pixels)
+    wa, wp = a.net_.state_dict(), plain.net_.state_dict()
+    assert not all(np.array_equal(wa[k].numpy(), wp[k].numpy()) for k in wa)
+
+
+def test_matched_intensities_follow_the_training_images_and_a_tampered_map_is_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    data = make_images(90, seed=11)
+    gen, raw = _two_stage_vae(data), _two_stage_vae(data, match_intensities=False)
+    maps = gen.intensity_map_
+    assert maps.shape == (3, 256) and maps.dtype == np.uint8 and (np.diff(maps.astype(int), axis=1) >= 0).all()
+    black = float(np.mean(data.pixels == 0))
+    # the same network and draws; only the map differs, and it brings the share of exact black near the data's
+    assert abs(float(np.mean(gen.sample(300, seed=1).pixels == 0)) - black) < abs(
+        float(np.mean(raw.sample(300, seed=1).pixels == 0)) - black)
+    gen.save(tmp_path / "m")
+    arrays = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    good = dict(arrays)
+    for bad, message in [(maps[:, ::-1].copy(), "non-decreasing"), (maps.astype(np.float32), "float32"),
+                         (maps[:2].copy(), "shape"), (None, "missing")]:
+        arrays = dict(good)
+        if bad is None:
+            del arrays["intensity_map"]
+        else:
+            arrays["intensity_map"] = bad
+        save_file(arrays, str(tmp_path / "m" / WEIGHTS_FILE))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
 
 
 def test_two_stage_vae_refuses_a_tampered_or_missing_latent_mixture(tmp_path):
