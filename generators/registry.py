@@ -63,6 +63,10 @@ _IMAGE = [
                    {"epochs": 30, "latent_dim": 4, "base": 8, "batch_size": 32, "learning_rate": 3e-3},
                    "own class-conditional convolutional VAE, two-stage: a Gaussian mixture per class on its codes "
                    "(default)"),
+    GeneratorEntry("image_gan", "generators.image.image_gan:ImageGANGenerator", "image",
+                   {"epochs": 40, "latent_dim": 8, "base": 8, "batch_size": 16, "learning_rate": 2e-3,
+                    "ema_decay": 0.9},
+                   "own class-conditional GAN: upsample+conv generator, projection critic, hinge loss, EMA weights"),
     GeneratorEntry("pixel_ar", "generators.image.pixel_ar:PixelARGenerator", "image",
                    {"levels": 8, "width": 16, "n_layers": 3, "hidden": 16, "epochs": 25, "batch_size": 16,
                     "learning_rate": 3e-3},

@@ -326,3 +326,57 @@ def test_pixel_ar_decodes_levels_with_exact_black_and_white():
     s = gen.sample(30, seed=0).pixels
     assert set(np.unique(s)) <= {int(v) for v in np.rint(np.arange(8) * 255 / 7)}
     assert float(np.mean(s[:, :2] == 0)) > 0.8 and float(np.mean(s[:, 5] == 255)) > 0.8
+
+
+def _gan(data: ImageData, **params):
+    return make_generator("image_gan", **{**REGISTRY["image_gan"].test_params, **params}).fit(data)
+
+
+def test_gan_trains_deterministically_samples_without_batch_statistics_and_reloads_bit_identically(tmp_path):
+    import torch
+
+    data = make_images(90, seed=11)
+    a, b = _gan(data, epochs=10), _gan(data, epochs=10)
+    assert np.array_equal(a.sample(40, seed=3).pixels, b.sample(40, seed=3).pixels)
+    assert all(np.isfinite([h["generator"], h["critic"]]).all() for h in a.history_) and len(a.history_) == 10
+    # no transposed convolutions (no checkerboard) and no batch statistics: one image alone or in a batch is the same
+    assert not any(isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.BatchNorm2d)) for m in a.net_.modules())
+    z, y = torch.randn(6, a.latent_dim), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        together = a.net_(z, y).numpy()
+        alone = np.concatenate([a.net_(z[i:i + 1], y[i:i + 1]).numpy() for i in range(6)])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
+    # the saved generator is a moving average of the weights (warmed up: at most (1 + step) / (10 + step)), so a
+    # faster average saves a different generator
+    fast = _gan(data, epochs=10, ema_decay=0.5)
+    assert not np.array_equal(fast.sample(40, seed=3).pixels, a.sample(40, seed=3).pixels)
+    a.save(tmp_path / "m")
+    assert np.array_equal(Generator.load(tmp_path / "m").sample(50, seed=4).pixels, a.sample(50, seed=4).pixels)
+
+
+def test_gan_matches_intensities_and_refuses_tampered_weights_and_params(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    data = make_images(90, seed=11)
+    gen, raw = _gan(data), _gan(data, match_intensities=False)
+    black = float(np.mean(data.pixels == 0))
+    assert abs(float(np.mean(gen.sample(300, seed=1).pixels == 0)) - black) < abs(
+        float(np.mean(raw.sample(300, seed=1).pixels == 0)) - black)
+    gen.save(tmp_path / "m")
+    weights, model = tmp_path / "m" / WEIGHTS_FILE, tmp_path / "m" / MODEL_FILE
+    arrays, doc = load_file(str(weights)), json.loads(model.read_text())
+    key = next(k for k in arrays if k.startswith("net.") and k.endswith("weight"))
+    for bad, message in [({**arrays, key: arrays[key][..., :1].copy()}, key),
+                         ({**arrays, "intensity_map": arrays["intensity_map"][:, ::-1].copy()}, "non-decreasing"),
+                         ({k: v for k, v in arrays.items() if k != "intensity_map"}, "missing")]:
+        save_file(bad, str(weights))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    save_file(arrays, str(weights))
+    for params, message in [({"ema_decay": 1.0}, "ema_decay"), ({"base": 0}, "base"),
+                            ({"match_intensities": False}, "unexpected array 'intensity_map'")]:
+        model.write_text(json.dumps({**doc, "params": {**doc["params"], **params}}))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    model.write_text(json.dumps(doc))
+    assert np.array_equal(Generator.load(tmp_path / "m").sample(8, seed=1).pixels, gen.sample(8, seed=1).pixels)
