@@ -217,7 +217,8 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = NEIGHBOURS) -> dict[str, f
 
 
 def _discriminator_inputs(pooled: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """Learnt features, a thumbnail of 8 to 15 pixels a side (9x9 for 28x28 images), and sharpness/contrast statistics per image."""
+    """Learnt features, a thumbnail of 8 to 15 pixels a side (9x9 for 28x28 images) and sharpness/contrast statistics
+    per image."""
     n, c, h, w = pooled.shape
     fh, fw = max(1, h // 8), max(1, w // 8)
     th = pooled[:, :, : (h // fh) * fh, : (w // fw) * fw]
