@@ -24,7 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from bench.image_data import digits, fashion_mnist, stratified_split  # noqa: E402
+from bench.image_tune import validation_split  # noqa: E402
 from bench.images import PLAN  # noqa: E402
 from generators.data import ImageData  # noqa: E402
 from generators.registry import make_generator  # noqa: E402
@@ -38,11 +38,7 @@ def main() -> None:
     parser.add_argument("--data", choices=sorted(PLAN), default="fashion-mnist")
     parser.add_argument("--config", action="append", required=True, help="JSON: name, generator and params")
     args = parser.parse_args()
-    px, labels = fashion_mnist("train") if args.data == "fashion-mnist" else digits()
-    n_train, n_hold = PLAN[args.data]["sizes"]
-    train, _, _ = stratified_split(labels, [n_train, n_hold, n_hold], seed=0)
-    n_val = n_train // 4
-    fit_part, val_part = (train[i] for i in stratified_split(labels[train], [n_train - n_val, n_val], seed=1))
+    px, labels, fit_part, val_part = validation_split(args.data)
     pooled_fit = qi._pooled(px[fit_part])
     classes = np.unique(labels[fit_part], return_inverse=True)[1].astype(np.int64)
     net = qi.train_feature_net(pooled_fit, classes, steps=300, seed=0)

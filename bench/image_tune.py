@@ -32,6 +32,17 @@ from generators.registry import make_generator  # noqa: E402
 from quality.image import evaluate_images  # noqa: E402
 
 
+def validation_split(data: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(pixels, labels, fit indices, validation indices): `bench/images.py`'s training part of `data` (same seed)
+    split again, stratified, into 3/4 to fit and 1/4 to validate; its holdout and third sample are never touched."""
+    px, labels = fashion_mnist("train") if data == "fashion-mnist" else digits()
+    n_train, n_hold = PLAN[data]["sizes"]
+    train, _, _ = stratified_split(labels, [n_train, n_hold, n_hold], seed=0)
+    n_val = n_train // 4
+    fit_part, val_part = (train[i] for i in stratified_split(labels[train], [n_train - n_val, n_val], seed=1))
+    return px, labels, fit_part, val_part
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(PLAN), required=True)
@@ -41,11 +52,7 @@ def main() -> None:
                         help="sample each fitted conv_vae at these prior_scale values (a sampling-only param)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_tune.jsonl")
     args = parser.parse_args()
-    px, labels = fashion_mnist("train") if args.data == "fashion-mnist" else digits()
-    n_train, n_hold = PLAN[args.data]["sizes"]
-    train, _, _ = stratified_split(labels, [n_train, n_hold, n_hold], seed=0)
-    n_val = n_train // 4
-    fit_part, val_part = (train[i] for i in stratified_split(labels[train], [n_train - n_val, n_val], seed=1))
+    px, labels, fit_part, val_part = validation_split(args.data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for text in args.config:
         config = json.loads(text)

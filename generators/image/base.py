@@ -264,6 +264,36 @@ def intensity_maps(real: np.ndarray, real_classes: np.ndarray, decoded: np.ndarr
     return np.ascontiguousarray(maps)
 
 
+def apply_intensity_maps(pixels: np.ndarray, classes: np.ndarray, maps: np.ndarray | None) -> np.ndarray:
+    """uint8 images with each image's intensities passed through its class's row of `maps` (None: unchanged)."""
+    if maps is None:
+        return pixels
+    flat = pixels.reshape(len(pixels), -1)
+    return np.ascontiguousarray(np.take_along_axis(maps[classes], flat.astype(np.intp), axis=1).reshape(pixels.shape))
+
+
+def training_subset(pixels: np.ndarray, classes: np.ndarray, max_images: int, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_images` training images (and their classes), drawn with `rng` in their original order."""
+    if len(pixels) <= max_images:
+        return pixels, classes
+    keep = np.sort(rng.permutation(len(pixels))[:max_images])
+    return pixels[keep], classes[keep]
+
+
+def padded_unit_tensors(pixels: np.ndarray, side: Any):
+    """(images, mask) as float32 tensors (n, c, side(h), side(w)): [0, 1] intensities, zero padding right and below,
+    and a mask that is 1 on the real pixels."""
+    import torch
+
+    n, h, w, c = pixels.shape
+    x = np.zeros((n, c, side(h), side(w)), dtype=np.float32)
+    x[:, :, :h, :w] = to_unit(pixels).transpose(0, 3, 1, 2)
+    mask = np.zeros((1, c, side(h), side(w)), dtype=np.float32)
+    mask[:, :, :h, :w] = 1.0
+    return torch.from_numpy(x), torch.from_numpy(mask)
+
+
 def check_intensity_maps(maps: Any, n_classes: int) -> np.ndarray:
     """A saved intensity map checked: uint8 (n_classes, 256), non-decreasing along each row."""
     if maps is None:
@@ -272,6 +302,19 @@ def check_intensity_maps(maps: Any, n_classes: int) -> np.ndarray:
     if (np.diff(maps.astype(np.int16), axis=1) < 0).any():
         raise ModelFormatError("array 'intensity_map' must be non-decreasing along each class's row")
     return maps
+
+
+def take_intensity_map(arrays: Mapping[str, np.ndarray], match: bool, n_classes: int
+                       ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """(the checked 'intensity_map' of saved arrays, or None when the model does not match intensities; the other
+    arrays). A map the params do not call for is refused, as a missing one is."""
+    rest = dict(arrays)
+    if match:
+        return check_intensity_maps(rest.pop("intensity_map", None), n_classes), rest
+    if "intensity_map" in rest:
+        raise ModelFormatError("the weights hold unexpected array 'intensity_map': this model does not match "
+                               "intensities (match_intensities false)")
+    return None, rest
 
 
 def check_positive(owner: str, **params: Any) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 
 from generators.base import check_array_keys, torch_generator, torch_threads
 from generators.errors import ModelFormatError
-from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit, to_unit
-from generators.image.base import check_intensity_maps, intensity_maps
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit
+from generators.image.base import (apply_intensity_maps, intensity_maps, padded_unit_tensors, take_intensity_map,
+                                   training_subset)
 from generators.image.mixture import MIXTURE_ARRAYS, ClassMixtures
 
 log = logging.getLogger("generators.conv_vae")
@@ -83,16 +84,9 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
 
     def _padded(self, pixels: np.ndarray):
         """(images, mask) as float32 tensors (n, c, H4, W4): [0, 1] intensities, zero padding right and below."""
-        import torch
-
         from generators.image.conv_vae.torch_model import padded_side
 
-        n, h, w, c = pixels.shape
-        x = np.zeros((n, c, padded_side(h), padded_side(w)), dtype=np.float32)
-        x[:, :, :h, :w] = to_unit(pixels).transpose(0, 3, 1, 2)
-        mask = np.zeros((1, c, padded_side(h), padded_side(w)), dtype=np.float32)
-        mask[:, :, :h, :w] = 1.0
-        return torch.from_numpy(x), torch.from_numpy(mask)
+        return padded_unit_tensors(pixels, padded_side)
 
     # --------------------------------------------------------------- fit
     def _fit(self, pixels: np.ndarray, classes: np.ndarray) -> None:
@@ -102,9 +96,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
 
         self._check_params()
         rng = np.random.default_rng(self.seed)
-        if len(pixels) > self.max_train_images:
-            keep = np.sort(rng.permutation(len(pixels))[: self.max_train_images])
-            pixels, classes = pixels[keep], classes[keep]
+        pixels, classes = training_subset(pixels, classes, self.max_train_images, rng)
         x_all, mask = self._padded(pixels)
         y_all = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
         n = len(x_all)
@@ -180,11 +172,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     # ------------------------------------------------------------ sample
     def _sample(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         pixels = self._decode_draws(classes, rng)
-        if self.intensity_map_ is None:
-            return pixels
-        flat = pixels.reshape(len(pixels), -1)
-        return np.ascontiguousarray(np.take_along_axis(self.intensity_map_[classes], flat.astype(np.intp), axis=1)
-                                    .reshape(pixels.shape))
+        return apply_intensity_maps(pixels, classes, self.intensity_map_)
 
     def _decode_draws(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """uint8 decoder mean images of codes drawn from each class's prior (the latent mixture, if fitted)."""
@@ -214,13 +202,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
                        **({} if self.intensity_map_ is None else {"intensity_map": self.intensity_map_})}
 
     def _set_state(self, state, arrays):
-        arrays = dict(arrays)
-        self.intensity_map_ = None
-        if self.match_intensities:
-            self.intensity_map_ = check_intensity_maps(arrays.pop("intensity_map", None), self.n_classes_)
-        elif "intensity_map" in arrays:
-            raise ModelFormatError("the weights hold unexpected array 'intensity_map': this model does not match "
-                                   "intensities (match_intensities false)")
+        self.intensity_map_, arrays = take_intensity_map(arrays, self.match_intensities, self.n_classes_)
         prior = {k: v for k, v in arrays.items() if k.startswith("prior.")}
         TorchImageNet._set_state(self, state, {k: v for k, v in arrays.items() if k not in prior})
         if not self.prior_components:

@@ -10,7 +10,7 @@ import numpy as np
 from generators.base import torch_generator
 from generators.errors import ModelFormatError
 from generators.base import torch_threads
-from generators.image.base import ImageGenerator, TorchImageNet, check_positive
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive, training_subset
 
 log = logging.getLogger("generators.pixel_ar")
 MAX_WIDTH, MAX_LAYERS, MAX_LEVELS = 512, 64, 256
@@ -70,9 +70,7 @@ class PixelARGenerator(TorchImageNet, ImageGenerator):
 
         self._check_params()
         rng = np.random.default_rng(self.seed)
-        if len(pixels) > self.max_train_images:
-            keep = np.sort(rng.permutation(len(pixels))[: self.max_train_images])
-            pixels, classes = pixels[keep], classes[keep]
+        pixels, classes = training_subset(pixels, classes, self.max_train_images, rng)
         levels = torch.from_numpy(self._to_levels(pixels))
         y_all = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
         n = len(levels)
