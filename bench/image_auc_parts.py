@@ -37,6 +37,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(PLAN), default="fashion-mnist")
     parser.add_argument("--config", action="append", required=True, help="JSON: name, generator and params")
+    parser.add_argument("--stretch", action="store_true",
+                        help="also score each sample stretched so that its brightest pixel is 255 (every real "
+                             "Fashion-MNIST image has one at 254-255: its preprocessing stretched each image)")
     args = parser.parse_args()
     px, labels, fit_part, val_part = validation_split(args.data)
     pooled_fit = qi._pooled(px[fit_part])
@@ -49,20 +52,34 @@ def main() -> None:
         name = params.pop("name")
         t = time.perf_counter()
         gen = make_generator(params.pop("generator"), **params).fit(ImageData(px[fit_part], labels[fit_part]))
-        sample = gen.sample(n_val, seed=1)
+        sample = gen.sample(len(val_part), seed=1)
         print(f"{name}: fit {time.perf_counter() - t:.1f} s", flush=True)
-        pooled_syn = qi._pooled(sample.pixels)
-        x_syn = qi._discriminator_inputs(pooled_syn, qi._embed(net, pooled_syn))
-        c = px.shape[3]
-        first_stat = x_real.shape[1] - len(STATS) * c  # each statistic is one column per channel
-        parts = {"all": slice(None), "learnt features": slice(0, qi.FEATURE_DIM),
-                 "thumbnail": slice(qi.FEATURE_DIM, first_stat), "statistics": slice(first_stat, None)}
-        for part, cols in parts.items():
-            print(f"  {part:18s} AUROC {qi.discriminator_auc(x_real[:, cols], x_syn[:, cols]):.3f}", flush=True)
-        for j, stat in enumerate(STATS):
-            col = list(range(first_stat + j * c, first_stat + (j + 1) * c))
-            print(f"  {stat:18s} AUROC {qi.discriminator_auc(x_real[:, col], x_syn[:, col]):.3f} "
-                  f"(real mean {x_real[:, col].mean():.4f}, synthetic {x_syn[:, col].mean():.4f})", flush=True)
+        variants = [("", sample.pixels)] + ([(" stretched", stretched(sample.pixels))] if args.stretch else [])
+        for suffix, pixels in variants:
+            print_parts(name + suffix, x_real, net, pixels, px.shape[3])
+
+
+def stretched(pixels: np.ndarray) -> np.ndarray:
+    """Each image's intensities scaled so that its brightest pixel is 255 (an all-black image stays black)."""
+    flat = pixels.reshape(len(pixels), -1).astype(np.float64)
+    top = np.maximum(flat.max(axis=1, keepdims=True), 1.0)
+    return np.clip(np.round(flat * 255.0 / top), 0, 255).astype(np.uint8).reshape(pixels.shape)
+
+
+def print_parts(name: str, x_real: np.ndarray, net, pixels: np.ndarray, c: int) -> None:
+    """The classifier's AUROC on every part of its input, real rows `x_real` against `pixels`."""
+    pooled_syn = qi._pooled(pixels)
+    x_syn = qi._discriminator_inputs(pooled_syn, qi._embed(net, pooled_syn))
+    first_stat = x_real.shape[1] - len(STATS) * c  # each statistic is one column per channel
+    parts = {"all": slice(None), "learnt features": slice(0, qi.FEATURE_DIM),
+             "thumbnail": slice(qi.FEATURE_DIM, first_stat), "statistics": slice(first_stat, None)}
+    print(name, flush=True)
+    for part, cols in parts.items():
+        print(f"  {part:18s} AUROC {qi.discriminator_auc(x_real[:, cols], x_syn[:, cols]):.3f}", flush=True)
+    for j, stat in enumerate(STATS):
+        col = list(range(first_stat + j * c, first_stat + (j + 1) * c))
+        print(f"  {stat:18s} AUROC {qi.discriminator_auc(x_real[:, col], x_syn[:, col]):.3f} "
+              f"(real mean {x_real[:, col].mean():.4f}, synthetic {x_syn[:, col].mean():.4f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def main() -> None:
         for seed, scale in ((seed, scale) for seed in args.seeds for scale in args.prior_scales):
             if scale is not None:
                 gen.prior_scale = scale
-            sample = gen.sample(n_val, seed=seed)
+            sample = gen.sample(len(val_part), seed=seed)
             report = evaluate_images(px[fit_part], labels[fit_part], sample.pixels, sample.labels, px[val_part],
                                      labels[val_part], seed=0)
             row = {"data": args.data, "name": name, "config": config, "seed": seed, "prior_scale": scale,
