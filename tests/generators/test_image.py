@@ -380,3 +380,19 @@ def test_gan_matches_intensities_and_refuses_tampered_weights_and_params(tmp_pat
             Generator.load(tmp_path / "m")
     model.write_text(json.dumps(doc))
     assert np.array_equal(Generator.load(tmp_path / "m").sample(8, seed=1).pixels, gen.sample(8, seed=1).pixels)
+
+
+def test_conv_vae_refuses_tampered_critic_and_prior_params(tmp_path):
+    gen = _two_stage_vae(make_images(60, seed=5))
+    gen.save(tmp_path / "m")
+    model = tmp_path / "m" / MODEL_FILE
+    doc = json.loads(model.read_text())
+    for params, message in [({"prior_scale": -1.0}, "prior_scale"), ({"prior_scale": "inf"}, "prior_scale"),
+                            ({"adversarial_weight": -0.5}, "adversarial_weight"),
+                            ({"adversarial_warmup": 2.0}, "adversarial_warmup"),
+                            ({"match_intensities": "yes"}, "match_intensities")]:
+        model.write_text(json.dumps({**doc, "params": {**doc["params"], **params}}))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    model.write_text(json.dumps(doc))
+    assert np.array_equal(Generator.load(tmp_path / "m").sample(6, seed=4).pixels, gen.sample(6, seed=4).pixels)

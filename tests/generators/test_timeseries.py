@@ -261,3 +261,24 @@ def test_input_noise_is_seeded_and_changes_the_fit():
              for _ in range(2)]
     plain = _model("sequence_ar", epochs=3, min_updates=10).fit(data).sample(10, seed=0).frame
     assert noisy[0].equals(noisy[1]) and not noisy[0].equals(plain)
+
+
+def test_a_scaled_model_with_tampered_scale_arrays_is_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    gen = _model("sequence_ar", scale_per_sequence=True, epochs=2, min_updates=10).fit(_levels_panel(30))
+    gen.save(tmp_path / "m")
+    weights = tmp_path / "m" / WEIGHTS_FILE
+    arrays = load_file(str(weights))
+    edges = next(k for k in arrays if k.startswith("meta_edges") and arrays[k].size >= 2)
+    changes = [({**arrays, edges: np.full_like(arrays[edges], np.nan)}, "NaN"),
+               ({**arrays, edges: arrays[edges][::-1].copy()}, "increasing"),
+               ({**arrays, "net.meta_w2": arrays["net.meta_w2"][..., :-1].copy()}, "net.meta_w2"),
+               ({k: v for k, v in arrays.items() if k != "net.meta_embed.weight"}, "net.meta_embed.weight"),
+               ({k: v for k, v in arrays.items() if not k.startswith("meta_")}, "meta_")]
+    for bad, message in changes:
+        save_file(bad, str(weights))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    save_file(arrays, str(weights))
+    assert Generator.load(tmp_path / "m").sample(10, seed=2).frame.equals(gen.sample(10, seed=2).frame)
