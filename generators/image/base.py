@@ -281,15 +281,21 @@ def training_subset(pixels: np.ndarray, classes: np.ndarray, max_images: int, rn
     return pixels[keep], classes[keep]
 
 
-def padded_unit_tensors(pixels: np.ndarray, side: Any):
-    """(images, mask) as float32 tensors (n, c, side(h), side(w)): [0, 1] intensities, zero padding right and below,
-    and a mask that is 1 on the real pixels."""
+def padded_side(side: int) -> int:
+    """The side the convolutional networks work at: the image side rounded up to a multiple of 4 (two stride-2
+    layers)."""
+    return -(-side // 4) * 4
+
+
+def padded_unit_tensors(pixels: np.ndarray):
+    """(images, mask) as float32 tensors (n, c, H4, W4): [0, 1] intensities, zero padding right and below to
+    `padded_side`, and a mask that is 1 on the real pixels."""
     import torch
 
     n, h, w, c = pixels.shape
-    x = np.zeros((n, c, side(h), side(w)), dtype=np.float32)
+    x = np.zeros((n, c, padded_side(h), padded_side(w)), dtype=np.float32)
     x[:, :, :h, :w] = to_unit(pixels).transpose(0, 3, 1, 2)
-    mask = np.zeros((1, c, side(h), side(w)), dtype=np.float32)
+    mask = np.zeros((1, c, padded_side(h), padded_side(w)), dtype=np.float32)
     mask[:, :, :h, :w] = 1.0
     return torch.from_numpy(x), torch.from_numpy(mask)
 
@@ -325,9 +331,19 @@ def check_positive(owner: str, **params: Any) -> None:
 
 
 class TorchImageNet:
-    """The state hooks of an image generator whose fitted state is one torch network (`net_`, built by `_build`)
-    and its training history: saved as float32 arrays `net.<name>`, rebuilt only from arrays of exactly the shapes a
-    network built on the meta device (no memory) has, so a forged file cannot make it allocate."""
+    """The state hooks of an image generator whose fitted state is one torch network (`net_`, built by `_build`
+    from the class and arguments `_network` names) and its training history: saved as float32 arrays `net.<name>`,
+    rebuilt only from arrays of exactly the shapes a network built on the meta device (no memory) has, so a forged
+    file cannot make it allocate."""
+
+    def _build(self, device=None):
+        import torch
+
+        network, args = self._network()
+        if device is None:
+            return network(*args)
+        with torch.device(device):
+            return network(*args)
 
     def _get_state(self):
         arrays = {f"net.{k}": np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.net_.state_dict().items()}

@@ -33,9 +33,9 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     reconstructions sharper: on Fashion-MNIST this halves the one-stage VAE's Frechet distance (bench/images.py).
 
     `adversarial_weight` > 0 (default 0.02 per pixel) adds a critic after `adversarial_warmup` of the epochs
-    (VAE-GAN style: `torch_model.ConditionalCritic`, spectral norm, projection on the label, hinge loss, trained
-    only, never saved) that judges real images against reconstructions and decodes of codes scattered around the
-    batch's codes; the decoder then stops settling on the mean image of a neighbourhood of training images, which
+    (VAE-GAN style: `generators.image.critic.ConditionalCritic`, spectral norm, projection on the label, hinge
+    loss, trained only, never saved) that judges real images against reconstructions and decodes of codes scattered
+    around the batch's codes; the decoder then stops settling on the mean image of a neighbourhood of training images, which
     put its samples nearer training images than unseen real ones are. `match_intensities` maps decoded
     intensities per class through a monotone table to the training images' distribution (exact black, saturated
     white). `prior_scale` widens or narrows the mixture's draws. Both weights were chosen on a validation split of
@@ -71,33 +71,23 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
         self.num_threads = num_threads
         self.seed = seed
 
-    def _build(self, device=None):
-        import torch
-
+    def _network(self):
         from generators.image.conv_vae.torch_model import ConditionalConvVAE
 
         h, w, c = self.shape_
-        if device is None:
-            return ConditionalConvVAE(c, h, w, self.n_classes_, self.latent_dim, self.base)
-        with torch.device(device):
-            return ConditionalConvVAE(c, h, w, self.n_classes_, self.latent_dim, self.base)
-
-    def _padded(self, pixels: np.ndarray):
-        """(images, mask) as float32 tensors (n, c, H4, W4): [0, 1] intensities, zero padding right and below."""
-        from generators.image.conv_vae.torch_model import padded_side
-
-        return padded_unit_tensors(pixels, padded_side)
+        return ConditionalConvVAE, (c, h, w, self.n_classes_, self.latent_dim, self.base)
 
     # --------------------------------------------------------------- fit
     def _fit(self, pixels: np.ndarray, classes: np.ndarray) -> None:
         import torch
 
-        from generators.image.conv_vae.loss import critic_hinge_loss, decoder_adversarial_loss, vae_loss
+        from generators.image.conv_vae.loss import vae_loss
+        from generators.image.critic import adversarial_loss, critic_hinge_loss
 
         self._check_params()
         rng = np.random.default_rng(self.seed)
         pixels, classes = training_subset(pixels, classes, self.max_train_images, rng)
-        x_all, mask = self._padded(pixels)
+        x_all, mask = padded_unit_tensors(pixels)
         y_all = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
         n = len(x_all)
         with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
@@ -107,7 +97,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
             critic = critic_opt = None
             first_adversarial = self.epochs + 1
             if self.adversarial_weight > 0:
-                from generators.image.conv_vae.torch_model import ConditionalCritic
+                from generators.image.critic import ConditionalCritic
 
                 h, w, c = self.shape_
                 critic = ConditionalCritic(c, h, w, self.n_classes_, self.base)
@@ -141,7 +131,7 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
                         critic_opt.zero_grad()
                         critic_loss.backward()
                         critic_opt.step()
-                        adv = decoder_adversarial_loss(critic(fake, fy))
+                        adv = adversarial_loss(critic(fake, fy))
                         loss = loss + adv_weight * adv
                     opt.zero_grad()
                     loss.backward()

@@ -15,12 +15,3 @@ def vae_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, mu:
     kl = (-0.5 * (1 + logvar - (mu - prior_mu).pow(2) - logvar.exp())).sum(1).mean()
     return recon + beta * kl, recon, kl
 
-
-def critic_hinge_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    """The critic's hinge loss: real images scored above +1, decoded ones below -1."""
-    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
-
-
-def decoder_adversarial_loss(fake_scores: torch.Tensor) -> torch.Tensor:
-    """The decoder's side of the hinge game: raise the critic's score of decoded images."""
-    return -fake_scores.mean()

@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def padded_side(side: int) -> int:
-    """The side the network works at: the image side rounded up to a multiple of 4 (two stride-2 layers)."""
-    return -(-side // 4) * 4
+from generators.image.base import padded_side
 
 
 class ConditionalConvVAE(nn.Module):
@@ -55,25 +52,3 @@ class ConditionalConvVAE(nn.Module):
         z = mu + noise * torch.exp(0.5 * logvar)
         return self.decode(z, classes), mu, logvar
 
-
-class ConditionalCritic(nn.Module):
-    """The adversarial critic of the decoder (training only, never saved): two spectrally normalised stride-2
-    convolutions, then a linear score plus a projection of the features on the class embedding (Miyato & Koyama
-    2018), so it judges an image against its own label. Scores are unbounded (hinge loss)."""
-
-    def __init__(self, channels: int, height: int, width: int, n_classes: int, base: int):
-        super().__init__()
-        sn = nn.utils.spectral_norm
-        ph, pw = padded_side(height), padded_side(width)
-        flat = 2 * base * (ph // 4) * (pw // 4)
-        self.body = nn.Sequential(
-            sn(nn.Conv2d(channels, base, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(base, 2 * base, 4, 2, 1)), nn.LeakyReLU(0.2), nn.Flatten(),
-            sn(nn.Linear(flat, 256)), nn.LeakyReLU(0.2))
-        self.score = sn(nn.Linear(256, 1))
-        self.embed = sn(nn.Embedding(n_classes, 256))
-
-    def forward(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """One score per padded image x in [0, 1] (higher = more real for its class)."""
-        h = self.body(x - 0.5)
-        return self.score(h).squeeze(1) + (self.embed(classes) * h).sum(1)

@@ -19,8 +19,9 @@ MAX_LATENT, MAX_BASE = 1024, 512
 
 
 class ImageGANGenerator(TorchImageNet, ImageGenerator):
-    """Learns p(image | label) with a conditional GAN (`torch_model.ConditionalImageGenerator` against conv_vae's
-    `ConditionalCritic`: spectral norm, projection on the label; hinge loss, `loss.py`).
+    """Learns p(image | label) with a conditional GAN (`torch_model.ConditionalImageGenerator` against the
+    `ConditionalCritic` it shares with conv_vae in `generators.image.critic`: spectral norm, projection on the label,
+    hinge loss).
 
     The generator upsamples by nearest neighbour and convolves (no transposed convolutions, so no checkerboard) and
     normalises per image (group norm), so a sample never depends on the rest of its batch. One critic step per
@@ -49,34 +50,22 @@ class ImageGANGenerator(TorchImageNet, ImageGenerator):
         self.num_threads = num_threads
         self.seed = seed
 
-    def _build(self, device=None):
-        import torch
-
+    def _network(self):
         from generators.image.image_gan.torch_model import ConditionalImageGenerator
 
         h, w, c = self.shape_
-        if device is None:
-            return ConditionalImageGenerator(c, h, w, self.n_classes_, self.latent_dim, self.base)
-        with torch.device(device):
-            return ConditionalImageGenerator(c, h, w, self.n_classes_, self.latent_dim, self.base)
-
-    def _padded(self, pixels: np.ndarray):
-        """(images, mask) as float32 tensors (n, c, H4, W4): [0, 1] intensities, zero padding right and below."""
-        from generators.image.image_gan.torch_model import padded_side
-
-        return padded_unit_tensors(pixels, padded_side)
+        return ConditionalImageGenerator, (c, h, w, self.n_classes_, self.latent_dim, self.base)
 
     # --------------------------------------------------------------- fit
     def _fit(self, pixels: np.ndarray, classes: np.ndarray) -> None:
         import torch
 
-        from generators.image.image_gan.loss import critic_hinge_loss, generator_hinge_loss
-        from generators.image.image_gan.torch_model import ConditionalCritic
+        from generators.image.critic import ConditionalCritic, adversarial_loss, critic_hinge_loss
 
         self._check_params()
         rng = np.random.default_rng(self.seed)
         pixels, classes = training_subset(pixels, classes, self.max_train_images, rng)
-        x_all, mask = self._padded(pixels)
+        x_all, mask = padded_unit_tensors(pixels)
         y_all = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
         n = len(x_all)
         h, w, c = self.shape_
@@ -103,7 +92,7 @@ class ImageGANGenerator(TorchImageNet, ImageGenerator):
                     critic_opt.zero_grad()
                     critic_loss.backward()
                     critic_opt.step()
-                    adv = generator_hinge_loss(critic(fake, y))
+                    adv = adversarial_loss(critic(fake, y))
                     opt.zero_grad()
                     adv.backward()
                     opt.step()

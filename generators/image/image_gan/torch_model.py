@@ -1,13 +1,11 @@
-"""The conditional GAN's generator as a pure nn.Module; the critic is conv_vae's `ConditionalCritic`."""
+"""The conditional GAN's generator as a pure nn.Module (its critic is `generators.image.critic.ConditionalCritic`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from generators.image.conv_vae.torch_model import ConditionalCritic, padded_side
-
-__all__ = ["ConditionalCritic", "ConditionalImageGenerator", "padded_side"]
+from generators.image.base import padded_side
 
 
 def _norm(channels: int) -> nn.GroupNorm:

@@ -44,16 +44,10 @@ class PixelARGenerator(TorchImageNet, ImageGenerator):
         self.num_threads = num_threads
         self.seed = seed
 
-    def _build(self, device=None):
-        import torch
-
+    def _network(self):
         from generators.image.pixel_ar.torch_model import GatedPixelCNN
 
-        args = (self.shape_[2], self.n_classes_, self.levels, self.width, self.n_layers, self.hidden)
-        if device is None:
-            return GatedPixelCNN(*args)
-        with torch.device(device):
-            return GatedPixelCNN(*args)
+        return GatedPixelCNN, (self.shape_[2], self.n_classes_, self.levels, self.width, self.n_layers, self.hidden)
 
     def _to_levels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (n, h, w, c) -> int64 levels (n, c, h, w)."""
