@@ -35,8 +35,8 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
     `adversarial_weight` > 0 (default 0.02 per pixel) adds a critic after `adversarial_warmup` of the epochs
     (VAE-GAN style: `generators.image.critic.ConditionalCritic`, spectral norm, projection on the label, hinge
     loss, trained only, never saved) that judges real images against reconstructions and decodes of codes scattered
-    around the batch's codes; the decoder then stops settling on the mean image of a neighbourhood of training images, which
-    put its samples nearer training images than unseen real ones are. `match_intensities` maps decoded
+    around the batch's codes; the decoder then stops settling on the mean image of a neighbourhood of training
+    images, which put its samples nearer training images than unseen real ones are. `match_intensities` maps decoded
     intensities per class through a monotone table to the training images' distribution (exact black, saturated
     white). `prior_scale` widens or narrows the mixture's draws. Both weights were chosen on a validation split of
     the benchmark's training images (bench/image_tune.py).
