@@ -142,8 +142,13 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="only these models (default: all)")
     parser.add_argument("--scale", type=float, default=1.0, help="scale the data sizes by this factor")
     parser.add_argument("--reports", type=Path, help="write each gate's HTML report into this folder")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "images.md")
+    parser.add_argument("--out", type=Path, help="results file (default: bench/results/images.md for a full run, "
+                        "images_partial.md when --data, --model or --scale narrows it, so a partial run never "
+                        "replaces the full table)")
     args = parser.parse_args()
+    if args.out is None:
+        partial = args.data or args.model or args.scale != 1.0
+        args.out = ROOT / "bench" / "results" / ("images_partial.md" if partial else "images.md")
     rows = []
     for data in args.data or ["digits", "fashion-mnist"]:
         rows += run(data, args.model, args.scale, args.reports)
