@@ -53,12 +53,15 @@ MODELS = {
                                    "num_threads": 2},  # the previous default: two-stage, beta 0.2, no critic
                       "conv_vae one-stage": {"epochs": 100, "beta": 1.0, "prior_components": 0,
                                              "adversarial_weight": 0.0, "match_intensities": False,
-                                             "num_threads": 2}},
+                                             "num_threads": 2},
+                      # the current default: two-stage, critic after a quarter of the epochs, matched intensities
+                      "conv_vae default": {"epochs": 100, "num_threads": 1}},
     "digits": {"image_gmm": {"n_basis": 24}, "conv_vae": {"epochs": 100, "batch_size": 64, "adversarial_weight": 0.0,
                                                         "match_intensities": False, "num_threads": 2},
                "conv_vae one-stage": {"epochs": 100, "batch_size": 64, "beta": 1.0, "prior_components": 0,
                                       "adversarial_weight": 0.0, "match_intensities": False,
-                                      "num_threads": 2}},
+                                      "num_threads": 2},
+               "conv_vae default": {"epochs": 100, "batch_size": 64, "num_threads": 1}},
 }
 log = logging.getLogger("bench.image_augment")
 
