@@ -91,14 +91,14 @@ class SequenceARGenerator(SequenceGenerator):
 
     name = "sequence_ar"
     # files saved before per-sequence scaling existed learned raw values
-    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0}
+    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0}
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
                  dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
-                 num_threads: int | None = 1, seed: int = 0):
+                 min_validation: int = 0, num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -116,6 +116,7 @@ class SequenceARGenerator(SequenceGenerator):
         self.scale_per_sequence = scale_per_sequence
         self.meta_bins = meta_bins
         self.input_noise = input_noise
+        self.min_validation = min_validation
         self.num_threads = num_threads
         self.seed = seed
 
@@ -341,6 +342,8 @@ class SequenceARGenerator(SequenceGenerator):
         n = len(tokens)
         perm = rng.permutation(n)
         n_val = int(n * self.validation_fraction) if n >= 20 else 0
+        if self.min_validation:  # early stopping judged on at least this many sequences (at most a third)
+            n_val = max(n_val, min(self.min_validation, n // 3))
         val, train = perm[:n_val], perm[n_val:]
         with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(self.seed)
@@ -355,7 +358,7 @@ class SequenceARGenerator(SequenceGenerator):
                     net.meta_b2[k, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
             opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
             g = torch_generator(rng)
-            best, best_state, stale = math.inf, None, 0
+            best, best_state, stale, updates = math.inf, None, 0, 0
             self.history_ = []
             start = time.perf_counter()
             # a few long sequences make few batches: train for at least `min_updates` gradient steps
@@ -365,6 +368,7 @@ class SequenceARGenerator(SequenceGenerator):
                 order = torch.from_numpy(train)[torch.randperm(len(train), generator=g)]
                 total = 0.0
                 for i in range(0, len(order), self.batch_size):
+                    updates += 1
                     idx = order[i:i + self.batch_size]
                     loss = self._loss(net, tokens[idx], lengths[idx], context[idx], None if meta is None else meta[idx])
                     opt.zero_grad()
@@ -381,7 +385,7 @@ class SequenceARGenerator(SequenceGenerator):
                                               None if meta is None else meta[vi]).item()
                 else:
                     val_loss = train_loss
-                self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+                self.history_.append({"epoch": epoch, "updates": updates, "train_loss": train_loss, "val_loss": val_loss})
                 log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, epochs, train_loss,
                          val_loss, time.perf_counter() - start)
                 if val_loss < best - 1e-4:
