@@ -90,15 +90,17 @@ class SequenceARGenerator(SequenceGenerator):
     SCALE_SHARE = 0.25
 
     name = "sequence_ar"
-    # files saved before per-sequence scaling existed learned raw values
-    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0}
+    # files saved before per-sequence scaling existed learned raw values; before `level_first` a change-coded
+    # column could draw a change where it had no value yet (and a level where it had one)
+    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
+                    "level_first": False}
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
                  dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
-                 min_validation: int = 0, num_threads: int | None = 1, seed: int = 0):
+                 min_validation: int = 0, level_first: bool = True, num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -117,6 +119,7 @@ class SequenceARGenerator(SequenceGenerator):
         self.meta_bins = meta_bins
         self.input_noise = input_noise
         self.min_validation = min_validation
+        self.level_first = level_first
         self.num_threads = num_threads
         self.seed = seed
 
@@ -293,6 +296,26 @@ class SequenceARGenerator(SequenceGenerator):
             out[change] = np.round(v) if col["integral"] else v
         return out
 
+    def _kind_masks(self) -> list[tuple[int, int, int]]:
+        """Per change-coded numeric column (its bin-token column, level tokens, change tokens)."""
+        layout = self._layout()[0]
+        return [(layout[j][0], *self._token_counts(j)) for j in sorted(self.catoms_)] if self.level_first else []
+
+    def _restrict(self, logits, tokens, lengths):
+        """With `level_first`, a change-coded column draws a level (or a gap) until its sequence has a value and
+        a change (or a gap) after: the tokens' own coding, so no probability goes where no training token can be."""
+        import torch
+
+        for col, nl, nc in self._kind_masks():
+            observed = tokens[..., col] < nl + nc
+            observed = observed & (torch.arange(tokens.shape[1])[None, :] < lengths[:, None])
+            before = torch.cumsum(observed.long(), dim=1) - observed.long() > 0      # (B, T) a value earlier
+            ban = torch.zeros(logits.shape[:2] + (logits.shape[-1],), dtype=torch.bool)
+            ban[..., nl:nl + nc] = ~before[..., None]
+            ban[..., :nl] = before[..., None]
+            logits[:, :, col] = logits[:, :, col].masked_fill(ban, float("-inf"))
+        return logits
+
     def _build(self):
         from generators.timeseries.autoregressive.torch_model import StepwiseGRUNet
 
@@ -423,7 +446,7 @@ class SequenceARGenerator(SequenceGenerator):
             redraw = torch.rand(tokens.shape) < self.input_noise
             redraw[..., 0] = False
             history = torch.where(redraw, (torch.rand(tokens.shape) * sizes).long(), tokens)
-        logits = net(tokens, context, meta, history)  # (B, T, m, vmax)
+        logits = self._restrict(net(tokens, context, meta, history), tokens, lengths)  # (B, T, m, vmax)
         mask = self._mask(tokens, lengths, self._input_only())
         per = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
         if meta is not None:
@@ -443,6 +466,8 @@ class SequenceARGenerator(SequenceGenerator):
         shortest = int(codec.lengths.min())  # no sequence stops before the shortest training one
         layout, cat_start = self._layout()
         reached_of = {level: k for k, (_, _, level) in enumerate(layout) if level is not None}
+        kinds = {layout[k][0]: (k, nl, nc) for k in sorted(self.catoms_) for nl, nc in [self._token_counts(k)]
+                 } if self.level_first else {}
         chunks, meta_chunks = [], []
         with torch.no_grad(), torch_threads(self.num_threads):
             for begin in range(0, n, 4096):
@@ -488,6 +513,13 @@ class SequenceARGenerator(SequenceGenerator):
                                 if t == horizon:  # the stop step draws nothing: the last step's values stay
                                     break
                                 continue
+                        if j in kinds:  # a level until the sequence has a value, a change after (level_first)
+                            k, nl, nc = kinds[j]
+                            before = torch.from_numpy(~np.isnan(last[:, k]))[:, None]
+                            ban = torch.zeros(logits.shape, dtype=torch.bool)
+                            ban[:, nl:nl + nc] = ~before
+                            ban[:, :nl] = before
+                            logits = logits.masked_fill(ban, float("-inf"))
                         row[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g)[:, 0]
                     ended = alive & (row[:, 0] == STOP)
                     lengths[ended] = t
