@@ -68,11 +68,13 @@ class SequenceARGenerator(SequenceGenerator):
     uniformly inside that step), and a categorical as its code. A smooth numeric (step-to-step changes spread
     less than `smooth_ratio` times its values around their sequence's mean) is drawn as changes from the
     sequence's last value, its first value as a level, and the level it reached is fed back as an input token:
-    a smooth series stays smooth and does not drift. The context (drawn by the codec from its learned joint
+    a smooth series stays smooth and does not drift. With `level_first` (the default) such a column can only draw
+    a level (or a gap) until its sequence has a value and only a change (or a gap) after, in training and in
+    sampling. The context (drawn by the codec from its learned joint
     distribution, or fixed by conditions) conditions every step. Training keeps the weights of the epoch with the
-    best loss on held-back sequences (`validation_fraction`) and stops after `patience` epochs without
-    improvement; it runs `epochs` epochs, or more when they make fewer than `min_updates` gradient steps (a few
-    long sequences).
+    best loss on held-back sequences (`validation_fraction`, at least `min_validation` of them when that is set)
+    and stops after `patience` epochs without improvement; it runs `epochs` epochs, or more when they make fewer
+    than `min_updates` gradient steps (a few long sequences).
 
     With per-sequence scaling (DoppelGANger's per-sample normalisation) every numeric column is learned as its
     sequence's mean and standard deviation (drawn before the first step from the context by a head of their own,
