@@ -96,7 +96,8 @@ def main() -> None:
                 fit_s = time.perf_counter() - start
                 synth = gen.sample(int(train[entity].nunique()), seed=0).frame
                 report = evaluate_sequences(train, synth, hold, time=time_col, entity=entity)
-                figs = {SHORT[m]: round(report[m].value, 3) for m in SHORT if m in report and report[m].value is not None}
+                figs = {SHORT[m]: round(report[m].value, 3) for m in SHORT
+                        if m in report and report[m].value is not None}
                 hist = gen.history_
                 best = min(hist, key=lambda h: h["val_loss"])
                 rec = {"panel": panel, "variant": variant, "seed": seed, "fit_s": round(fit_s, 2),

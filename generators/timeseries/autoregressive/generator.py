@@ -410,7 +410,8 @@ class SequenceARGenerator(SequenceGenerator):
                                               None if meta is None else meta[vi]).item()
                 else:
                     val_loss = train_loss
-                self.history_.append({"epoch": epoch, "updates": updates, "train_loss": train_loss, "val_loss": val_loss})
+                self.history_.append({"epoch": epoch, "updates": updates, "train_loss": train_loss,
+                                      "val_loss": val_loss})
                 log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, epochs, train_loss,
                          val_loss, time.perf_counter() - start)
                 if val_loss < best - 1e-4:
