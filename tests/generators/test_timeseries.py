@@ -255,6 +255,38 @@ def test_a_file_of_the_release_before_per_sequence_scaling_loads_and_samples_the
     assert loaded.sample(20, seed=3).frame.equals(gen.sample(20, seed=3).frame)
 
 
+def _climbing_panel(n: int = 40, seed: int = 0) -> SequenceData:
+    """Smooth series that all start near 0 and climb by about 1 a step for 12 steps (drawn as changes)."""
+    rng = np.random.default_rng(seed)
+    rows = [{"id": e, "step": t, "x": float(start + t + rng.normal(0, 0.05))}
+            for e, start in enumerate(rng.uniform(0, 0.5, n)) for t in range(12)]
+    return SequenceData(pd.DataFrame(rows), time="step", entity="id")
+
+
+def test_a_change_coded_column_starts_with_a_level_and_then_changes():
+    """level_first: the first value is a drawn level (near 0 here), never a change added to the mid-range (6)."""
+    data = _climbing_panel()
+    gen = _model("sequence_ar").fit(data)
+    assert gen.level_first and 0 in gen.catoms_  # the column is drawn as changes
+    s = gen.sample(200, seed=0).frame.sort_values(["id", "step"])
+    first = s.groupby("id")["x"].first()
+    assert first.max() < 1.5
+    old = _model("sequence_ar", level_first=False).fit(data)
+    assert old.sample(200, seed=0).frame.groupby("id")["x"].first().max() > 3  # what it fixes
+
+
+def test_a_file_of_the_release_before_level_first_loads_and_samples_the_same(tmp_path):
+    gen = _model("sequence_ar", epochs=3, min_updates=10, level_first=False).fit(_climbing_panel())
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for name in ("level_first", "min_validation"):  # what the previous release wrote had neither
+        del doc["params"][name]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.level_first is False and loaded.min_validation == 0
+    assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
+
+
 def test_input_noise_is_seeded_and_changes_the_fit():
     data = _levels_panel(30)
     noisy = [_model("sequence_ar", epochs=3, min_updates=10, input_noise=0.3).fit(data).sample(10, seed=0).frame

@@ -68,11 +68,13 @@ class SequenceARGenerator(SequenceGenerator):
     uniformly inside that step), and a categorical as its code. A smooth numeric (step-to-step changes spread
     less than `smooth_ratio` times its values around their sequence's mean) is drawn as changes from the
     sequence's last value, its first value as a level, and the level it reached is fed back as an input token:
-    a smooth series stays smooth and does not drift. The context (drawn by the codec from its learned joint
+    a smooth series stays smooth and does not drift. With `level_first` (the default) such a column can only draw
+    a level (or a gap) until its sequence has a value and only a change (or a gap) after, in training and in
+    sampling. The context (drawn by the codec from its learned joint
     distribution, or fixed by conditions) conditions every step. Training keeps the weights of the epoch with the
-    best loss on held-back sequences (`validation_fraction`) and stops after `patience` epochs without
-    improvement; it runs `epochs` epochs, or more when they make fewer than `min_updates` gradient steps (a few
-    long sequences).
+    best loss on held-back sequences (`validation_fraction`, at least `min_validation` of them when that is set)
+    and stops after `patience` epochs without improvement; it runs `epochs` epochs, or more when they make fewer
+    than `min_updates` gradient steps (a few long sequences).
 
     With per-sequence scaling (DoppelGANger's per-sample normalisation) every numeric column is learned as its
     sequence's mean and standard deviation (drawn before the first step from the context by a head of their own,
@@ -90,15 +92,17 @@ class SequenceARGenerator(SequenceGenerator):
     SCALE_SHARE = 0.25
 
     name = "sequence_ar"
-    # files saved before per-sequence scaling existed learned raw values
-    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0}
+    # files saved before per-sequence scaling existed learned raw values; before `level_first` a change-coded
+    # column could draw a change where it had no value yet (and a level where it had one)
+    params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
+                    "level_first": False}
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
                  dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
-                 num_threads: int | None = 1, seed: int = 0):
+                 min_validation: int = 0, level_first: bool = True, num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -116,6 +120,8 @@ class SequenceARGenerator(SequenceGenerator):
         self.scale_per_sequence = scale_per_sequence
         self.meta_bins = meta_bins
         self.input_noise = input_noise
+        self.min_validation = min_validation
+        self.level_first = level_first
         self.num_threads = num_threads
         self.seed = seed
 
@@ -292,6 +298,26 @@ class SequenceARGenerator(SequenceGenerator):
             out[change] = np.round(v) if col["integral"] else v
         return out
 
+    def _kind_masks(self) -> list[tuple[int, int, int]]:
+        """Per change-coded numeric column (its bin-token column, level tokens, change tokens)."""
+        layout = self._layout()[0]
+        return [(layout[j][0], *self._token_counts(j)) for j in sorted(self.catoms_)] if self.level_first else []
+
+    def _restrict(self, logits, tokens, lengths):
+        """With `level_first`, a change-coded column draws a level (or a gap) until its sequence has a value and
+        a change (or a gap) after: the tokens' own coding, so no probability goes where no training token can be."""
+        import torch
+
+        for col, nl, nc in self._kind_masks():
+            observed = tokens[..., col] < nl + nc
+            observed = observed & (torch.arange(tokens.shape[1])[None, :] < lengths[:, None])
+            before = torch.cumsum(observed.long(), dim=1) - observed.long() > 0      # (B, T) a value earlier
+            ban = torch.zeros(logits.shape[:2] + (logits.shape[-1],), dtype=torch.bool)
+            ban[..., nl:nl + nc] = ~before[..., None]
+            ban[..., :nl] = before[..., None]
+            logits[:, :, col] = logits[:, :, col].masked_fill(ban, float("-inf"))
+        return logits
+
     def _build(self):
         from generators.timeseries.autoregressive.torch_model import StepwiseGRUNet
 
@@ -341,6 +367,8 @@ class SequenceARGenerator(SequenceGenerator):
         n = len(tokens)
         perm = rng.permutation(n)
         n_val = int(n * self.validation_fraction) if n >= 20 else 0
+        if self.min_validation:  # early stopping judged on at least this many sequences (at most a third)
+            n_val = max(n_val, min(self.min_validation, n // 3))
         val, train = perm[:n_val], perm[n_val:]
         with torch.random.fork_rng(devices=[]), torch_threads(self.num_threads):
             torch.manual_seed(self.seed)
@@ -355,7 +383,7 @@ class SequenceARGenerator(SequenceGenerator):
                     net.meta_b2[k, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
             opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
             g = torch_generator(rng)
-            best, best_state, stale = math.inf, None, 0
+            best, best_state, stale, updates = math.inf, None, 0, 0
             self.history_ = []
             start = time.perf_counter()
             # a few long sequences make few batches: train for at least `min_updates` gradient steps
@@ -365,6 +393,7 @@ class SequenceARGenerator(SequenceGenerator):
                 order = torch.from_numpy(train)[torch.randperm(len(train), generator=g)]
                 total = 0.0
                 for i in range(0, len(order), self.batch_size):
+                    updates += 1
                     idx = order[i:i + self.batch_size]
                     loss = self._loss(net, tokens[idx], lengths[idx], context[idx], None if meta is None else meta[idx])
                     opt.zero_grad()
@@ -381,7 +410,8 @@ class SequenceARGenerator(SequenceGenerator):
                                               None if meta is None else meta[vi]).item()
                 else:
                     val_loss = train_loss
-                self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+                self.history_.append({"epoch": epoch, "updates": updates, "train_loss": train_loss,
+                                      "val_loss": val_loss})
                 log.info("epoch %d/%d train loss %.4f val loss %.4f (%.1fs)", epoch, epochs, train_loss,
                          val_loss, time.perf_counter() - start)
                 if val_loss < best - 1e-4:
@@ -419,7 +449,7 @@ class SequenceARGenerator(SequenceGenerator):
             redraw = torch.rand(tokens.shape) < self.input_noise
             redraw[..., 0] = False
             history = torch.where(redraw, (torch.rand(tokens.shape) * sizes).long(), tokens)
-        logits = net(tokens, context, meta, history)  # (B, T, m, vmax)
+        logits = self._restrict(net(tokens, context, meta, history), tokens, lengths)  # (B, T, m, vmax)
         mask = self._mask(tokens, lengths, self._input_only())
         per = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
         if meta is not None:
@@ -439,6 +469,8 @@ class SequenceARGenerator(SequenceGenerator):
         shortest = int(codec.lengths.min())  # no sequence stops before the shortest training one
         layout, cat_start = self._layout()
         reached_of = {level: k for k, (_, _, level) in enumerate(layout) if level is not None}
+        kinds = {layout[k][0]: (k, nl, nc) for k in sorted(self.catoms_) for nl, nc in [self._token_counts(k)]
+                 } if self.level_first else {}
         chunks, meta_chunks = [], []
         with torch.no_grad(), torch_threads(self.num_threads):
             for begin in range(0, n, 4096):
@@ -484,6 +516,13 @@ class SequenceARGenerator(SequenceGenerator):
                                 if t == horizon:  # the stop step draws nothing: the last step's values stay
                                     break
                                 continue
+                        if j in kinds:  # a level until the sequence has a value, a change after (level_first)
+                            k, nl, nc = kinds[j]
+                            before = torch.from_numpy(~np.isnan(last[:, k]))[:, None]
+                            ban = torch.zeros(logits.shape, dtype=torch.bool)
+                            ban[:, nl:nl + nc] = ~before
+                            ban[:, :nl] = before
+                            logits = logits.masked_fill(ban, float("-inf"))
                         row[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g)[:, 0]
                     ended = alive & (row[:, 0] == STOP)
                     lengths[ended] = t
