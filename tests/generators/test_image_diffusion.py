@@ -43,11 +43,13 @@ def test_an_image_does_not_depend_on_the_others_drawn_with_it(fitted):
     gen, _ = fitted
     # conditioned draws take no labels from the rng, so image i of 5 and of 45 starts from the same noise; 45
     # images run in two chunks of sample_batch (32), 5 in one padded chunk
-    for label in ("bar", "cross"):
+    for label, eta in (("bar", 0.0), ("cross", 1.0)):  # eta 1: fresh noise at every step, from each image's own
+        gen.eta = eta
         few = gen.sample(5, seed=7, conditions={"label": label}).pixels
         many = gen.sample(45, seed=7, conditions={"label": label}).pixels
         assert np.array_equal(few, many[:5])
         assert len({p.tobytes() for p in many}) == 45  # per-index noise: no two images alike
+    gen.eta = 0.0
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in gen.net_.modules())
     x, t, y = torch.randn(6, 1, 8, 8), torch.rand(6), torch.tensor([0, 1, 2, 3, 1, 0])
     with torch.no_grad():
@@ -62,7 +64,7 @@ def test_guidance_and_steps_change_the_sample_and_reload_bit_identically(fitted,
     gen.save(tmp_path / "m")
     loaded = Generator.load(tmp_path / "m")
     assert np.array_equal(loaded.sample(30, seed=5).pixels, base)
-    for key, value in (("guidance", 0.0), ("guidance", 3.0), ("sample_steps", 4)):
+    for key, value in (("guidance", 0.0), ("guidance", 3.0), ("sample_steps", 4), ("eta", 1.0)):
         loaded = Generator.load(tmp_path / "m")
         setattr(loaded, key, value)
         other = loaded.sample(30, seed=5)
@@ -93,7 +95,7 @@ def test_unlabelled_images_are_learnt_and_sampled_without_labels():
 @pytest.mark.parametrize("params, message", [
     ({"guidance": -1.0}, "guidance"), ({"guidance": float("nan")}, "guidance"), ({"prediction": "x0"}, "prediction"),
     ({"sample_steps": 0}, "sample_steps"), ({"sample_steps": 2.5}, "sample_steps"), ({"ema_decay": 1.0}, "ema_decay"),
-    ({"uncond_prob": -0.1}, "uncond_prob"), ({"base": 10**6}, "base"), ({"base": True}, "base"),
+    ({"uncond_prob": -0.1}, "uncond_prob"), ({"eta": 1.5}, "eta"), ({"base": 10**6}, "base"), ({"base": True}, "base"),
     ({"sample_batch": 0}, "sample_batch"), ({"num_threads": 10**6}, "num_threads"),
     ({"learning_rate": 0}, "learning_rate")])
 def test_params_out_of_range_are_refused_when_given_and_when_loaded(fitted, tmp_path, params, message):

@@ -29,10 +29,11 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
     (prediction = (1 + guidance) conditional - guidance unconditional; 0 skips the unconditional pass). The saved
     and sampled weights are an exponential moving average (`ema_decay`, warmed up) of the trained ones.
 
-    Sampling is DDIM with eta 0 over `sample_steps` even steps from t = 1 to 0, predicted clean images clipped to
-    [-1, 1] at each step: deterministic given the starting noise, which is drawn per image index from a seed the
-    sample's rng gives, and the network always runs on `sample_batch` images at once (the last chunk padded), so an
-    image never depends on how many others are drawn with it. Trains `epochs` passes over at most
+    Sampling is DDIM over `sample_steps` even steps from t = 1 to 0, predicted clean images clipped to [-1, 1] at each
+    step; with `eta` 0 (the default) a deterministic path from the starting noise, with eta > 0 each step adds that
+    share of ancestral sampling's noise. All noise of an image is drawn from its own generator, seeded per image
+    index from a seed the sample's rng gives, and the network always runs on `sample_batch` images at once (the
+    last chunk padded), so an image never depends on how many others are drawn with it. Trains `epochs` passes over at most
     `max_train_images` images (stratified subsample), seeded and on `num_threads` threads.
     """
 
@@ -40,7 +41,7 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
 
     def __init__(self, *, base: int = 32, epochs: int = 20, batch_size: int = 64, learning_rate: float = 1e-3,
                  prediction: str = "v", ema_decay: float = 0.995, uncond_prob: float = 0.1, guidance: float = 1.0,
-                 sample_steps: int = 50, sample_batch: int = 125, max_train_images: int = 20_000,
+                 sample_steps: int = 25, eta: float = 0.0, sample_batch: int = 125, max_train_images: int = 20_000,
                  num_threads: int | None = 1, seed: int = 0):
         self.base = base
         self.epochs = epochs
@@ -51,6 +52,7 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
         self.uncond_prob = uncond_prob
         self.guidance = guidance
         self.sample_steps = sample_steps
+        self.eta = eta
         self.sample_batch = sample_batch
         self.max_train_images = max_train_images
         self.num_threads = num_threads
@@ -124,12 +126,14 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
                 index = range(first, min(first + chunk, len(classes)))
                 x = torch.zeros((chunk, c, ph, pw), dtype=torch.float32)
                 y = torch.zeros(chunk, dtype=torch.int64)
+                generators = []
                 for j, i in enumerate(index):
                     g = torch.Generator()
                     g.manual_seed(int(np.random.SeedSequence([root, i]).generate_state(1, np.uint64)[0] >> 1))
                     x[j] = torch.randn((c, ph, pw), generator=g)
                     y[j] = int(classes[i])
-                image = self._ddim(x, y)[:len(index), :, :h, :w]
+                    generators.append(g)
+                image = self._ddim(x, y, generators)[:len(index), :, :h, :w]
                 out.append(((image + 1.0) / 2.0).permute(0, 2, 3, 1).numpy())
         return from_unit(np.concatenate(out))
 
@@ -139,8 +143,10 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
         per_image = 2 * padded_side(h) * padded_side(w) * (c + 12 * self.base) * 4
         return int(max(1, min(self.sample_batch, 2**28 // per_image)))
 
-    def _ddim(self, x, y):
-        """Deterministic DDIM (eta 0) from noise x at t = 1 to clean images in [-1, 1] at t = 0."""
+    def _ddim(self, x, y, generators):
+        """DDIM from noise x at t = 1 to clean images in [-1, 1] at t = 0: deterministic for eta 0; for eta > 0 each
+        step adds eta times the DDPM posterior's noise (eta 1: ancestral sampling), drawn from each image's own
+        generator (`generators[j]` for row j; rows past them are padding)."""
         import torch
 
         from generators.image.image_diffusion.loss import alpha_bar
@@ -164,7 +170,13 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
             if t_next == 0.0:
                 return x0
             eps = (x - math.sqrt(a) * x0) / math.sqrt(1.0 - a)
-            x = math.sqrt(a_next) * x0 + math.sqrt(1.0 - a_next) * eps
+            sigma = self.eta * math.sqrt((1.0 - a_next) / (1.0 - a) * (1.0 - a / a_next))
+            x = math.sqrt(a_next) * x0 + math.sqrt(max(1.0 - a_next - sigma ** 2, 0.0)) * eps
+            if sigma > 0:
+                z = torch.zeros_like(x)
+                for j, g in enumerate(generators):
+                    z[j] = torch.randn(x.shape[1:], generator=g)
+                x = x + sigma * z
         return x
 
     # ------------------------------------------------------- persistence
@@ -193,6 +205,7 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
         number("ema_decay", 0.0, 1.0, high_open=True)
         number("uncond_prob", 0.0, 1.0, high_open=True)
         number("guidance", 0.0, MAX_GUIDANCE)
+        number("eta", 0.0, 1.0)
         if self.prediction not in PREDICTIONS:
             raise ModelFormatError(f"{self.name}: param prediction={str(self.prediction)[:30]!r} must be one of "
                                    f"{', '.join(PREDICTIONS)}")
