@@ -40,7 +40,7 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
     name = "image_diffusion"
 
     def __init__(self, *, base: int = 32, epochs: int = 20, batch_size: int = 64, learning_rate: float = 1e-3,
-                 prediction: str = "v", ema_decay: float = 0.995, uncond_prob: float = 0.1, guidance: float = 1.0,
+                 prediction: str = "v", ema_decay: float = 0.995, uncond_prob: float = 0.1, guidance: float = 0.5,
                  sample_steps: int = 25, eta: float = 0.0, sample_batch: int = 125, max_train_images: int = 20_000,
                  num_threads: int | None = 1, seed: int = 0):
         self.base = base
