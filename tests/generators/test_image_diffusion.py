@@ -43,13 +43,15 @@ def test_an_image_does_not_depend_on_the_others_drawn_with_it(fitted):
     gen, _ = fitted
     # conditioned draws take no labels from the rng, so image i of 5 and of 45 starts from the same noise; 45
     # images run in two chunks of sample_batch (32), 5 in one padded chunk
-    for label, eta in (("bar", 0.0), ("cross", 1.0)):  # eta 1: fresh noise at every step, from each image's own
-        gen.eta = eta
-        few = gen.sample(5, seed=7, conditions={"label": label}).pixels
-        many = gen.sample(45, seed=7, conditions={"label": label}).pixels
-        assert np.array_equal(few, many[:5])
-        assert len({p.tobytes() for p in many}) == 45  # per-index noise: no two images alike
-    gen.eta = 0.0
+    try:
+        for label, eta in (("bar", 0.0), ("cross", 1.0)):  # eta 1: fresh noise at every step, each image its own
+            gen.eta = eta
+            few = gen.sample(5, seed=7, conditions={"label": label}).pixels
+            many = gen.sample(45, seed=7, conditions={"label": label}).pixels
+            assert np.array_equal(few, many[:5])
+            assert len({p.tobytes() for p in many}) == 45  # per-index noise: no two images alike
+    finally:
+        gen.eta = 0.0
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in gen.net_.modules())
     x, t, y = torch.randn(6, 1, 8, 8), torch.rand(6), torch.tensor([0, 1, 2, 3, 1, 0])
     with torch.no_grad():
