@@ -50,6 +50,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="sampling seeds (one fit per config)")
     parser.add_argument("--prior-scales", type=float, nargs="+", default=[None],
                         help="sample each fitted conv_vae at these prior_scale values (a sampling-only param)")
+    parser.add_argument("--sample-params", action="append", default=None,
+                        help="JSON: sampling-only params set on each fitted model before it samples (one gate per "
+                             "value), e.g. '{\"guidance\": 2, \"sample_steps\": 25}' for image_diffusion")
+    parser.add_argument("--grid", type=Path, help="save a PNG per gate into this folder: 12 samples per label (rows) "
+                                                  "beside 4 validation images")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_tune.jsonl")
     args = parser.parse_args()
     px, labels, fit_part, val_part = validation_split(args.data)
@@ -60,19 +65,44 @@ def main() -> None:
         t = time.perf_counter()
         gen = make_generator(params.pop("generator"), **params).fit(ImageData(px[fit_part], labels[fit_part]))
         fit_s = time.perf_counter() - t
-        for seed, scale in ((seed, scale) for seed in args.seeds for scale in args.prior_scales):
+        variants = [json.loads(v) for v in args.sample_params] if args.sample_params else [{}]
+        for seed, scale, extra in ((seed, scale, extra) for seed in args.seeds for scale in args.prior_scales
+                                   for extra in variants):
             if scale is not None:
                 gen.prior_scale = scale
+            for key, value in extra.items():
+                setattr(gen, key, value)
+            t = time.perf_counter()
             sample = gen.sample(len(val_part), seed=seed)
+            sample_s = time.perf_counter() - t
             report = evaluate_images(px[fit_part], labels[fit_part], sample.pixels, sample.labels, px[val_part],
                                      labels[val_part], seed=0)
             row = {"data": args.data, "name": name, "config": config, "seed": seed, "prior_scale": scale,
-                   "fit_s": round(fit_s, 1),
+                   **({"sample_params": extra} if extra else {}), "fit_s": round(fit_s, 1),
+                   "sample_s": round(sample_s, 1),
                    "passed": report.passed, "failing": report.failing,
                    "values": {c.name: round(c.value, 4) for c in report if c.name in SHOWN and c.value is not None}}
             print(json.dumps(row), flush=True)
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
+            if args.grid is not None:
+                tag = "".join(f"_{k}{v}" for k, v in extra.items())
+                save_grid(sample.pixels, sample.labels, px[val_part], labels[val_part],
+                          args.grid / f"{args.data}-{name}{tag}-seed{seed}.png".replace(" ", "_"))
+
+
+def save_grid(pixels: np.ndarray, labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray, path: Path) -> None:
+    """One row per label: 12 samples, then 4 real images (grey: the first channel), enlarged twice."""
+    from PIL import Image
+
+    rows = []
+    for label in sorted(set(real_labels)):
+        own = [p[..., 0] for p in pixels[labels == label][:12]]
+        own += [np.zeros(real.shape[1:3], dtype=np.uint8)] * (12 - len(own))
+        rows.append(np.concatenate(own + [p[..., 0] for p in real[real_labels == label][:4]], axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = np.concatenate(rows, axis=0)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ PLAN = {
         "pixel_ar": {"epochs": 4, "sample_batch": 375, "num_threads": 2},
         "pixel_ar small": {"generator": "pixel_ar", "width": 16, "hidden": 32, "levels": 16, "epochs": 30,
                            "sample_batch": 375, "num_threads": 2},
+        # denoising diffusion: epochs sized to about 10 minutes on one thread (about 24 s an epoch of 3,000 images
+        # with the other core busy), sampling about 2.5 minutes (25 DDIM steps, guided: two passes a step); guidance
+        # 0.5 and eta 0 (the defaults) chosen on the validation split (bench/image_tune.py)
+        "image_diffusion": {"epochs": 24, "num_threads": 1},
     }},
     "digits": {"sizes": (1200, 300), "models": {
         "image_gmm": {"n_basis": 24},
@@ -73,6 +77,7 @@ PLAN = {
                             "adversarial_weight": 0.0, "match_intensities": False, "num_threads": 2},
         "image_gan": {"epochs": 300, "num_threads": 1},
         "pixel_ar": {"epochs": 30, "levels": 17, "batch_size": 32, "num_threads": 2},
+        "image_diffusion": {"epochs": 150, "num_threads": 1},  # about 2 s an epoch of 1,200 images
     }},
 }
 SHOWN = ("frechet_ratio", "coverage", "precision", "recall", "discriminator_auc", "label_fidelity",

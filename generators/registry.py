@@ -71,6 +71,11 @@ _IMAGE = [
                    {"levels": 8, "width": 16, "n_layers": 3, "hidden": 16, "epochs": 25, "batch_size": 16,
                     "learning_rate": 3e-3},
                    "own class-conditional gated PixelCNN (slow, batched sampling)"),
+    GeneratorEntry("image_diffusion", "generators.image.image_diffusion:ImageDiffusionGenerator", "image",
+                   {"base": 8, "epochs": 60, "batch_size": 16, "learning_rate": 3e-3, "ema_decay": 0.9,
+                    "sample_steps": 10, "sample_batch": 32},
+                   "own class-conditional denoising diffusion: small UNet, cosine schedule, v-prediction, "
+                   "classifier-free guidance, EMA weights, deterministic DDIM sampling"),
 ]
 
 REGISTRY: dict[str, GeneratorEntry] = {e.name: e for e in [*_TABULAR, *_TIMESERIES, *_IMAGE]}
