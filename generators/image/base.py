@@ -287,6 +287,17 @@ def padded_side(side: int) -> int:
     return -(-side // 4) * 4
 
 
+def ema_update(ema, net, step: int, decay: float) -> None:
+    """Move the moving-average copy `ema` towards `net` after update `step` (1-based); the decay warms up as
+    (1 + step) / (10 + step) until it reaches `decay`, so early weights do not linger."""
+    import torch
+
+    rate = min(float(decay), (1.0 + step) / (10.0 + step))
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), net.parameters()):
+            pe.mul_(rate).add_(p, alpha=1.0 - rate)
+
+
 def padded_unit_tensors(pixels: np.ndarray):
     """(images, mask) as float32 tensors (n, c, H4, W4): [0, 1] intensities, zero padding right and below to
     `padded_side`, and a mask that is 1 on the real pixels."""

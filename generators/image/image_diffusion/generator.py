@@ -12,7 +12,7 @@ import numpy as np
 from generators.base import torch_generator, torch_threads
 from generators.errors import ModelFormatError
 from generators.image.base import ImageGenerator, TorchImageNet, from_unit, padded_side, padded_unit_tensors
-from generators.image.base import training_subset
+from generators.image.base import ema_update, training_subset
 
 log = logging.getLogger("generators.image_diffusion")
 MAX_BASE, MAX_STEPS, MAX_BATCH, MAX_GUIDANCE = 256, 1000, 4096, 100.0
@@ -102,10 +102,7 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                     opt.step()
                     step += 1
-                    decay = min(float(self.ema_decay), (1.0 + step) / (10.0 + step))
-                    with torch.no_grad():
-                        for pe, p in zip(ema.parameters(), net.parameters()):
-                            pe.mul_(decay).add_(p, alpha=1.0 - decay)
+                    ema_update(ema, net, step, self.ema_decay)
                     total += loss.item() * len(idx)
                 self.history_.append({"epoch": epoch, "loss": total / n})
                 log.info("epoch %d/%d loss %.4f %.1fs", epoch, self.epochs, total / n, time.perf_counter() - start)

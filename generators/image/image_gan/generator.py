@@ -12,7 +12,7 @@ from generators.base import torch_generator, torch_threads
 from generators.errors import ModelFormatError
 from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit
 from generators.image.base import (apply_intensity_maps, intensity_maps, padded_unit_tensors, take_intensity_map,
-                                   training_subset)
+                                   ema_update, training_subset)
 
 log = logging.getLogger("generators.image_gan")
 MAX_LATENT, MAX_BASE = 1024, 512
@@ -97,10 +97,7 @@ class ImageGANGenerator(TorchImageNet, ImageGenerator):
                     adv.backward()
                     opt.step()
                     step += 1
-                    decay = min(float(self.ema_decay), (1.0 + step) / (10.0 + step))
-                    with torch.no_grad():
-                        for pe, p in zip(ema.parameters(), net.parameters()):
-                            pe.mul_(decay).add_(p, alpha=1.0 - decay)
+                    ema_update(ema, net, step, self.ema_decay)
                     totals += np.array([adv.item(), critic_loss.item()]) * len(idx)
                 adv, critic_loss = (totals / n).tolist()
                 self.history_.append({"epoch": epoch, "generator": adv, "critic": critic_loss})
