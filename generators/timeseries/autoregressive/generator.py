@@ -98,8 +98,6 @@ class SequenceARGenerator(SequenceGenerator):
     params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
                     "level_first": False, "lengths": "learned"}
     LENGTHS = ("learned", "drawn")
-    # weight of the pooled length distribution in a context row's drawn lengths, in training sequences
-    LENGTH_PRIOR = 4.0
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
@@ -107,7 +105,7 @@ class SequenceARGenerator(SequenceGenerator):
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
                  min_validation: int = 0, level_first: bool = True, lengths: str = "learned",
-                 num_threads: int | None = 1, seed: int = 0):
+                 length_prior: float = 4.0, num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -128,6 +126,7 @@ class SequenceARGenerator(SequenceGenerator):
         self.min_validation = min_validation
         self.level_first = level_first
         self.lengths = lengths
+        self.length_prior = length_prior
         self.num_threads = num_threads
         self.seed = seed
 
@@ -324,6 +323,10 @@ class SequenceARGenerator(SequenceGenerator):
             logits[:, :, col] = logits[:, :, col].masked_fill(ban, float("-inf"))
         return logits
 
+    def _prior_ok(self) -> bool:
+        v = self.length_prior
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e6
+
     def _length_table(self, enc: EncodedSequences) -> np.ndarray:
         """(context rows, length values) counts of the training sequences: per row of the codec's context table,
         how many of its sequences had each of the codec's lengths."""
@@ -336,11 +339,11 @@ class SequenceARGenerator(SequenceGenerator):
 
     def _draw_lengths(self, context: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A length per sequence from its context row's training lengths, smoothed towards the pooled ones by
-        `LENGTH_PRIOR` sequences (a context row seen a few times still draws lengths it never had)."""
+        `length_prior` sequences (a context row seen a few times still draws lengths it never had)."""
         codec, table = self._codec, self.length_table_
         rows = (context[:, None, :] == codec.context_table[None, :, :]).all(axis=2).argmax(axis=1)
         pooled = codec.length_counts / codec.length_counts.sum()
-        p = table + self.LENGTH_PRIOR * pooled[None, :]
+        p = table + self.length_prior * pooled[None, :]
         p = p / p.sum(axis=1, keepdims=True)
         u = rng.random(len(context))
         picks = np.minimum((p[rows].cumsum(axis=1) < u[:, None]).sum(axis=1), len(codec.lengths) - 1)
@@ -356,8 +359,9 @@ class SequenceARGenerator(SequenceGenerator):
     def _fit(self, enc: EncodedSequences) -> None:
         import torch
 
-        if self.lengths not in self.LENGTHS:
-            raise ValueError(f"lengths={self.lengths!r}: use one of {', '.join(self.LENGTHS)}")
+        if self.lengths not in self.LENGTHS or not self._prior_ok():
+            raise ValueError(f"lengths={self.lengths!r}, length_prior={self.length_prior!r}: use one of "
+                             f"{', '.join(self.LENGTHS)} and a number in 0..1e6")
         self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
         seq = np.repeat(np.arange(len(enc.lengths)), enc.lengths)
         self.matoms_, self.medges_ = {}, {}
@@ -614,8 +618,9 @@ class SequenceARGenerator(SequenceGenerator):
             raise ModelFormatError(f"state 'scaled' must be true or false and agree with param scale_per_sequence "
                                    f"(state {scaled!r}, param {self.scale_per_sequence!r})")
         self.scaled_ = scaled
-        if self.lengths not in self.LENGTHS:
-            raise ModelFormatError(f"param lengths={self.lengths!r} must be one of {', '.join(self.LENGTHS)}")
+        if self.lengths not in self.LENGTHS or not self._prior_ok():
+            raise ModelFormatError(f"params lengths={self.lengths!r} and length_prior={self.length_prior!r} must be "
+                                   f"one of {', '.join(self.LENGTHS)} and a number in 0..1e6")
         changes = state["changes"]
         if not (isinstance(changes, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in changes)
                 and changes == sorted(set(changes)) and set(changes) <= set(range(self._n_numeric()))):
