@@ -96,7 +96,7 @@ class SequenceARGenerator(SequenceGenerator):
     # column could draw a change where it had no value yet (and a level where it had one)
     # ... and before `lengths` the stop token alone decided every length
     params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
-                    "level_first": False, "lengths": "learned"}
+                    "level_first": False, "lengths": "learned", "length_prior": 4.0}
     LENGTHS = ("learned", "drawn")
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
