@@ -85,6 +85,13 @@ class SequenceARGenerator(SequenceGenerator):
     values' variance (averaged over numeric columns): speakers or countries with levels of their own, not
     windows of one signal. `input_noise` (teacher-forcing noise) redraws that share of the earlier steps' tokens the
     GRU reads in training at random. Both are off by default (see the README's sequence benchmark).
+
+    `lengths="drawn"` draws each sequence's length before its first step from the training lengths of its context
+    row (the codec's joint context values, so conditions hold), smoothed towards the pooled lengths by
+    `length_prior` sequences; the stop token is then forbidden before that length and forced at it. `"learned"`
+    (the default) lets the stop head decide. A length is a small integer among the training lengths, not a copied
+    sequence. Opt-in: on JapaneseVowels' validation halves it lifts the step marginal (.80 -> .82) and costs the
+    forecast ratio (1.21 -> 1.24); fixed-length panels are unaffected.
     """
 
     # chosen on validation halves of the benchmark's training parts: 0.28-0.81 on JapaneseVowels and fertility
