@@ -314,3 +314,87 @@ def test_a_scaled_model_with_tampered_scale_arrays_is_refused(tmp_path):
             Generator.load(tmp_path / "m")
     save_file(arrays, str(weights))
     assert Generator.load(tmp_path / "m").sample(10, seed=2).frame.equals(gen.sample(10, seed=2).frame)
+
+
+def _drawn(**extra):
+    """sequence_ar drawing lengths; lengths do not depend on the net, so a short fit is enough."""
+    return _model("sequence_ar", epochs=2, min_updates=10, lengths="drawn", **extra).fit(two_regime_panel())
+
+
+def test_drawn_lengths_follow_the_training_lengths_per_context_value():
+    data = two_regime_panel()
+    real = data.frame.groupby("id").agg(kind=("kind", "first"), n=("step", "size"))
+    pooled = real["n"].value_counts(normalize=True)
+    gen = _drawn()
+    assert gen._codec.context_names == ["kind"]
+    s = gen.sample(600, seed=0).frame
+    synth = s.groupby("id").agg(kind=("kind", "first"), n=("step", "size"))
+    for kind in ("short", "long"):
+        counts = real.loc[real["kind"] == kind, "n"].value_counts()
+        expected = (counts.reindex(pooled.index, fill_value=0) + gen.length_prior * pooled)
+        expected /= expected.sum()
+        got = synth.loc[synth["kind"] == kind, "n"].value_counts(normalize=True).reindex(pooled.index, fill_value=0)
+        assert set(synth.loc[synth["kind"] == kind, "n"]) <= set(pooled.index)
+        assert 0.5 * (got - expected).abs().sum() < 0.1, (kind, got, expected)
+    exact = _drawn(length_prior=0).sample(200, seed=0).frame.groupby("id").agg(kind=("kind", "first"),
+                                                                                n=("step", "size"))
+    assert set(exact.loc[exact["kind"] == "short", "n"]) <= {4, 5}
+    assert set(exact.loc[exact["kind"] == "long", "n"]) <= {16, 17, 18}
+    assert s.equals(gen.sample(600, seed=0).frame)
+
+
+def test_drawn_lengths_respect_a_condition(tmp_path):
+    gen = _drawn(length_prior=0)
+    for kind, allowed in (("short", {4, 5}), ("long", {16, 17, 18})):
+        s = gen.sample(60, seed=1, conditions={"kind": kind}).frame
+        assert (s["kind"] == kind).all() and set(s.groupby("id").size()) <= allowed
+    gen.save(tmp_path / "m")
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.sample(40, seed=2).frame.equals(gen.sample(40, seed=2).frame)
+
+
+def test_a_file_of_the_release_before_lengths_loads_and_samples_the_same(tmp_path):
+    gen = _model("sequence_ar", epochs=3, min_updates=10).fit(two_regime_panel())
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for name in ("lengths", "length_prior"):  # what the previous release wrote had neither
+        del doc["params"][name]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.lengths == "learned"
+    assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
+
+
+def test_tampered_length_tables_and_length_params_are_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    gen = _drawn()
+    gen.save(tmp_path / "m")
+    weights, model = tmp_path / "m" / WEIGHTS_FILE, tmp_path / "m" / MODEL_FILE
+    arrays, doc = load_file(str(weights)), model.read_text()
+    table = arrays["length_table"]
+    moved = table.copy()
+    full, empty = int(table[0].argmax()), int(table[0].argmin())
+    moved[0, full], moved[0, empty] = moved[0, full] - 1, moved[0, empty] + 1  # same row sums, other lengths
+    negative = table.copy()
+    negative[0, 0], negative[0, 1] = -1, negative[0, 1] + negative[0, 0] + 1
+    changes = [({**arrays, "length_table": moved}, "length_table"),
+               ({**arrays, "length_table": negative}, "length_table"),
+               ({**arrays, "length_table": table.astype(np.float64)}, "length_table"),
+               ({**arrays, "length_table": table[:, :-1].copy()}, "length_table"),
+               ({k: v for k, v in arrays.items() if k != "length_table"}, "length_table")]
+    for bad, message in changes:
+        save_file(bad, str(weights))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    save_file(arrays, str(weights))
+    for key, value in (("lengths", "sometimes"), ("length_prior", -1.0), ("length_prior", True)):
+        d = json.loads(doc)
+        d["params"][key] = value
+        model.write_text(json.dumps(d))
+        with pytest.raises(ModelFormatError, match="length"):
+            Generator.load(tmp_path / "m")
+    model.write_text(doc)
+    assert Generator.load(tmp_path / "m").sample(10, seed=2).frame.equals(gen.sample(10, seed=2).frame)
+    with pytest.raises(ValueError, match="lengths"):
+        _model("sequence_ar", lengths="sometimes").fit(two_regime_panel())
