@@ -33,14 +33,14 @@ METRICS = ["step_marginal_accuracy", "change_accuracy", "sequence_stat_accuracy"
            "discriminator_auc", "forecast_error_ratio", "copied_sequence_rate", "dcr_share", "mia_auroc"]
 
 
-def run_model(name: str, train: pd.DataFrame, time_col: str, entity: str, params: dict) -> tuple[pd.DataFrame, float,
-                                                                                               float]:
-    gen = make_generator(name, **params)
+def run_model(name: str, train: pd.DataFrame, time_col: str, entity: str, params: dict, seed: int = 0
+              ) -> tuple[pd.DataFrame, float, float]:
+    gen = make_generator(name, **{**params, "seed": seed})
     start = time.perf_counter()
     gen.fit(SequenceData(train, time=time_col, entity=entity))
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    sample = gen.sample(int(train[entity].nunique()), seed=0)
+    sample = gen.sample(int(train[entity].nunique()), seed=seed)
     return sample.frame, fit_s, time.perf_counter() - start
 
 
@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--validation", action="store_true",
                         help="tune without the test parts: the train entities split in two, models learn one half "
                              "and are gated against the other (no holdout or third is read)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="model seeds (fit and sample); with several, every model runs once per seed on the same "
+                             "split and a summary row per model gives the mean and the range")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sequences.md"))
     args = parser.parse_args()
     trial = json.loads(args.params)
@@ -90,22 +93,38 @@ def main() -> None:
             params = {} if args.epochs is None else {"epochs": args.epochs}
             if model == "sequence_ar":
                 params.update(trial if label == model else json.loads(label.split(" ", 1)[1]))
-            try:
-                synth, fit_s, sample_s = run_model(model, train, time_col, entity, params)
-            except Exception as exc:  # noqa: BLE001 - a model failing on one panel is a result to report
-                lines.append(f"| {panel} | {label} | error: {type(exc).__name__}: {str(exc)[:80]} |")
-                print(lines[-1], flush=True)
-                continue
-            rows.append((label, synth, fit_s, sample_s))
+            for seed in args.seeds:
+                name = label if len(args.seeds) == 1 else f"{label} seed {seed}"
+                try:
+                    synth, fit_s, sample_s = run_model(model, train, time_col, entity, params, seed)
+                except Exception as exc:  # noqa: BLE001 - a model failing on one panel is a result to report
+                    lines.append(f"| {panel} | {name} | error: {type(exc).__name__}: {str(exc)[:80]} |")
+                    print(lines[-1], flush=True)
+                    continue
+                rows.append((name, synth, fit_s, sample_s))
+        per_label: dict[str, list[tuple[list[float], bool, float, float]]] = {}
         for model, synth, fit_s, sample_s in rows:
             report = evaluate_sequences(train, synth, hold, time=time_col, entity=entity)
-            vals = []
+            vals, values = [], []
             for m in METRICS:
                 c = report[m] if m in report else None
                 vals.append("-" if c is None or c.value is None else f"{c.value:.3f}{'' if c.passed else '!'}")
+                values.append(float("nan") if c is None or c.value is None else float(c.value))
             lines.append(f"| {panel} | {model} | {'yes' if report.passed else 'no'} | " + " | ".join(vals)
                          + f" | {fit_s:.1f} | {sample_s:.1f} |")
             print(lines[-1], flush=True)
+            per_label.setdefault(model.split(" seed ")[0], []).append((values, report.passed, fit_s, sample_s))
+        if len(args.seeds) > 1:
+            for label, runs_of in per_label.items():
+                if len(runs_of) < 2:
+                    continue
+                table = np.array([v for v, *_ in runs_of])
+                cells = [f"{np.mean(col):.3f} ({np.min(col):.3f}-{np.max(col):.3f})" for col in table.T]
+                lines.append(f"| {panel} | **{label}, mean (range) of {len(runs_of)} seeds** | "
+                             f"{sum(p for _, p, _, _ in runs_of)}/{len(runs_of)} | " + " | ".join(cells)
+                             + f" | {np.mean([f for _, _, f, _ in runs_of]):.1f} | "
+                             f"{np.mean([s_ for *_, s_ in runs_of]):.1f} |")
+                print(lines[-1], flush=True)
     lines += ["", "`!` marks a check that failed its (size-aware) bound; `real third` is an independent real sample."]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
