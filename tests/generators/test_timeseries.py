@@ -279,11 +279,11 @@ def test_a_file_of_the_release_before_level_first_loads_and_samples_the_same(tmp
     gen = _model("sequence_ar", epochs=3, min_updates=10, level_first=False).fit(_climbing_panel())
     gen.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("level_first", "min_validation"):  # what the previous release wrote had neither
+    for name in ("level_first", "min_validation", "scheduled_sampling"):  # what the previous release wrote had none
         del doc["params"][name]
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     loaded = Generator.load(tmp_path / "m")
-    assert loaded.level_first is False and loaded.min_validation == 0
+    assert loaded.level_first is False and loaded.min_validation == 0 and loaded.scheduled_sampling == 0.0
     assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
 
 
@@ -293,6 +293,43 @@ def test_input_noise_is_seeded_and_changes_the_fit():
              for _ in range(2)]
     plain = _model("sequence_ar", epochs=3, min_updates=10).fit(data).sample(10, seed=0).frame
     assert noisy[0].equals(noisy[1]) and not noisy[0].equals(plain)
+
+
+def test_scheduled_sampling_is_seeded_changes_the_fit_and_keeps_levels_first():
+    data = _climbing_panel()
+    runs = [_model("sequence_ar", epochs=3, min_updates=10, scheduled_sampling=0.5).fit(data) for _ in range(2)]
+    plain = _model("sequence_ar", epochs=3, min_updates=10).fit(data)
+    s = runs[0].sample(30, seed=0).frame
+    assert 0 in runs[0].catoms_ and s.equals(runs[1].sample(30, seed=0).frame)
+    assert not s.equals(plain.sample(30, seed=0).frame)
+    assert runs[0].history_ != plain.history_
+    with pytest.raises(ValueError, match="scheduled_sampling"):
+        _model("sequence_ar", scheduled_sampling=1.5).fit(data)
+
+
+def test_scheduled_history_draws_at_the_share_of_steps_and_moves_the_reached_level():
+    import torch
+
+    data = _climbing_panel()
+    gen = _model("sequence_ar", epochs=2, min_updates=10).fit(data)
+    enc = gen._codec.encode(data)
+    tokens = torch.from_numpy(gen._tokenize(enc))
+    lengths = torch.from_numpy(enc.lengths)
+    context = torch.from_numpy(np.ascontiguousarray(enc.context))
+    levels = torch.from_numpy(gen._true_levels(enc))
+    coarse, fine, level = gen._layout()[0][0]
+    for share, lo, hi in ((0.0, 0.0, 0.0), (1.0, 0.3, 1.0)):
+        gen.scheduled_sampling = share
+        history = gen._scheduled_history(gen.net_, tokens, lengths, context, None, levels, torch.Generator())
+        assert torch.equal(history[..., 0], tokens[..., 0])  # the stop column stays true
+        steps = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        moved = (history[..., coarse] != tokens[..., coarse])[steps].float().mean().item()
+        assert lo <= moved <= hi
+        # where the drawn change equals the true one the reached level is the true one
+        same = (history[..., coarse] == tokens[..., coarse]) & (history[..., fine] == tokens[..., fine]) & steps
+        assert torch.equal(history[..., level][same], tokens[..., level][same])
+        nl, _ = gen._token_counts(0)
+        assert (history[..., level][steps] < nl).all()  # no gaps in the data: every reached level is a level
 
 
 def test_a_scaled_model_with_tampered_scale_arrays_is_refused(tmp_path):

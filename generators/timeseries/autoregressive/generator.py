@@ -86,6 +86,12 @@ class SequenceARGenerator(SequenceGenerator):
     windows of one signal. `input_noise` (teacher-forcing noise) redraws that share of the earlier steps' tokens the
     GRU reads in training at random. Both are off by default (see the README's sequence benchmark).
 
+    `scheduled_sampling` (parallel scheduled sampling, Duckworth et al. 2019) trains on the net's own draws: a
+    teacher-forced pass without gradient gives every step's logits, tokens are drawn from them (with the
+    `level_first` masks), and the GRU then reads the drawn step instead of the true one at that share of the steps
+    (a change-coded column's reached level recomputed from the true value and the drawn change), the loss still
+    against the true tokens. Off by default (0.0): see the README's sequence benchmark, fifth round.
+
     `lengths="drawn"` draws each sequence's length before its first step from the training lengths of its context
     row (the codec's joint context values, so conditions hold), smoothed towards the pooled lengths by
     `length_prior` sequences; the stop token is then forbidden before that length and forced at it. `"learned"`
@@ -101,9 +107,11 @@ class SequenceARGenerator(SequenceGenerator):
     name = "sequence_ar"
     # files saved before per-sequence scaling existed learned raw values; before `level_first` a change-coded
     # column could draw a change where it had no value yet (and a level where it had one)
-    # ... and before `lengths` the stop token alone decided every length
+    # ... and before `lengths` the stop token alone decided every length; before `scheduled_sampling` the GRU
+    # read only true steps in training
     params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
-                    "level_first": False, "lengths": "learned", "length_prior": 4.0}
+                    "level_first": False, "lengths": "learned", "length_prior": 4.0,
+                    "scheduled_sampling": 0.0}
     LENGTHS = ("learned", "drawn")
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
@@ -112,7 +120,7 @@ class SequenceARGenerator(SequenceGenerator):
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
                  min_validation: int = 0, level_first: bool = True, lengths: str = "learned",
-                 length_prior: float = 4.0, num_threads: int | None = 1, seed: int = 0):
+                 length_prior: float = 4.0, scheduled_sampling: float = 0.0, num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -134,6 +142,7 @@ class SequenceARGenerator(SequenceGenerator):
         self.level_first = level_first
         self.lengths = lengths
         self.length_prior = length_prior
+        self.scheduled_sampling = scheduled_sampling
         self.num_threads = num_threads
         self.seed = seed
 
@@ -330,6 +339,10 @@ class SequenceARGenerator(SequenceGenerator):
             logits[:, :, col] = logits[:, :, col].masked_fill(ban, float("-inf"))
         return logits
 
+    def _share_ok(self) -> bool:
+        v = self.scheduled_sampling
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
     def _prior_ok(self) -> bool:
         v = self.length_prior
         return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e6
@@ -369,6 +382,8 @@ class SequenceARGenerator(SequenceGenerator):
         if self.lengths not in self.LENGTHS or not self._prior_ok():
             raise ValueError(f"lengths={self.lengths!r}, length_prior={self.length_prior!r}: use one of "
                              f"{', '.join(self.LENGTHS)} and a number in 0..1e6")
+        if not self._share_ok():
+            raise ValueError(f"scheduled_sampling={self.scheduled_sampling!r}: use a share in 0..1")
         self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
         seq = np.repeat(np.arange(len(enc.lengths)), enc.lengths)
         self.matoms_, self.medges_ = {}, {}
@@ -405,6 +420,7 @@ class SequenceARGenerator(SequenceGenerator):
         lengths = torch.from_numpy(enc.lengths)
         context = torch.from_numpy(np.ascontiguousarray(enc.context))
         meta = torch.from_numpy(meta_tokens) if meta_tokens is not None else None
+        levels = torch.from_numpy(self._true_levels(enc)) if self.scheduled_sampling > 0 else None
         rng = np.random.default_rng(self.seed)
         n = len(tokens)
         perm = rng.permutation(n)
@@ -437,7 +453,8 @@ class SequenceARGenerator(SequenceGenerator):
                 for i in range(0, len(order), self.batch_size):
                     updates += 1
                     idx = order[i:i + self.batch_size]
-                    loss = self._loss(net, tokens[idx], lengths[idx], context[idx], None if meta is None else meta[idx])
+                    loss = self._loss(net, tokens[idx], lengths[idx], context[idx], None if meta is None else meta[idx],
+                                      None if levels is None else (levels[idx], g))
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -481,12 +498,67 @@ class SequenceARGenerator(SequenceGenerator):
             mask[..., j] = False
         return mask
 
-    def _loss(self, net, tokens, lengths, context, meta=None):
+    def _true_levels(self, enc: EncodedSequences) -> np.ndarray:
+        """(n, max_len + 1, change-coded columns) the values the change-coded columns reached, laid out as the
+        tokens (NaN at gaps and padding)."""
+        n = len(enc.lengths)
+        seq = np.repeat(np.arange(n), enc.lengths)
+        pos = np.arange(len(seq)) - np.repeat(enc.offsets[:-1], enc.lengths)
+        out = np.full((n, int(enc.lengths.max()) + 1, len(self.catoms_)), np.nan)
+        for i, j in enumerate(sorted(self.catoms_)):
+            out[seq, pos, i] = enc.numeric[:, j]
+        return out
+
+    def _token_mids(self, coarse: np.ndarray, fine: np.ndarray, atoms: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """Values of tokens without randomness: an atom as itself, a bin's fine step at its middle."""
+        out = np.empty(coarse.shape)
+        is_atom = coarse < len(atoms)
+        out[is_atom] = atoms[coarse[is_atom]]
+        b = coarse[~is_atom] - len(atoms)
+        out[~is_atom] = edges[b] + (fine[~is_atom] + 0.5) / self.fine_bins * (edges[b + 1] - edges[b])
+        return out
+
+    def _scheduled_history(self, net, tokens, lengths, context, meta, levels, g):
+        """The steps the GRU reads under scheduled sampling: at a `scheduled_sampling` share of the steps, tokens
+        drawn from a teacher-forced pass (the stop column stays true), the true steps elsewhere."""
+        import torch
+
+        with torch.no_grad():
+            logits = self._restrict(net(tokens, context, meta), tokens, lengths)
+            b, t, m, v = logits.shape
+            drawn = torch.multinomial(torch.softmax(logits.reshape(-1, v), dim=1), 1, generator=g).reshape(b, t, m)
+            use = torch.rand((b, t), generator=g) < self.scheduled_sampling
+        drawn[..., 0] = tokens[..., 0]
+        true_np, drawn_np = tokens.numpy(), drawn.numpy()
+        for i, k in enumerate(sorted(self.catoms_)):  # the level reached: the true value moved by the drawn change
+            coarse, fine, level = self._layout()[0][k]
+            nl, nc = self._token_counts(k)
+            col = self._column(k)
+            x = levels[..., i].numpy()
+            dc, df, tc, tf = drawn_np[..., coarse], drawn_np[..., fine], true_np[..., coarse], true_np[..., fine]
+            reached = true_np[..., level].copy()
+            value = np.full(x.shape, np.nan)
+            lv = dc < nl
+            value[lv] = self._token_mids(dc[lv], df[lv], self.atoms_[k], self.edges_[k])
+            ch = (dc >= nl) & (dc < nl + nc) & (tc >= nl) & (tc < nl + nc) & ~np.isnan(x)
+            value[ch] = x[ch] + self._token_mids(dc[ch] - nl, df[ch], self.catoms_[k], self.cedges_[k]) \
+                - self._token_mids(tc[ch] - nl, tf[ch], self.catoms_[k], self.cedges_[k])
+            ok = ~np.isnan(value)
+            reached[ok] = numeric_to_tokens(np.clip(value[ok], col["min"], col["max"]), self.atoms_[k],
+                                            self.edges_[k])
+            reached[dc == nl + nc] = nl  # a drawn gap
+            drawn[..., level] = torch.from_numpy(reached)
+        return torch.where(use[..., None], drawn, tokens)
+
+    def _loss(self, net, tokens, lengths, context, meta=None, scheduled=None):
+        """Cross-entropy per sequence; `scheduled` (true levels, torch generator) turns scheduled sampling on."""
         import torch
         import torch.nn.functional as F
 
         history = None
-        if net.training and self.input_noise > 0:  # earlier steps as the GRU sees them: some tokens redrawn
+        if net.training and scheduled is not None:
+            history = self._scheduled_history(net, tokens, lengths, context, meta, *scheduled)
+        elif net.training and self.input_noise > 0:  # earlier steps as the GRU sees them: some tokens redrawn
             sizes = torch.tensor(net.vocab_sizes)
             redraw = torch.rand(tokens.shape) < self.input_noise
             redraw[..., 0] = False
@@ -625,6 +697,8 @@ class SequenceARGenerator(SequenceGenerator):
             raise ModelFormatError(f"state 'scaled' must be true or false and agree with param scale_per_sequence "
                                    f"(state {scaled!r}, param {self.scale_per_sequence!r})")
         self.scaled_ = scaled
+        if not self._share_ok():
+            raise ModelFormatError(f"param scheduled_sampling={self.scheduled_sampling!r} must be a share in 0..1")
         if self.lengths not in self.LENGTHS or not self._prior_ok():
             raise ModelFormatError(f"params lengths={self.lengths!r} and length_prior={self.length_prior!r} must be "
                                    f"one of {', '.join(self.LENGTHS)} and a number in 0..1e6")
