@@ -287,6 +287,15 @@ def padded_side(side: int) -> int:
     return -(-side // 4) * 4
 
 
+def epoch_batches(n: int, batch_size: int, generator) -> list:
+    """One epoch's minibatches: index tensors cut in order from a fresh permutation of range(n) drawn (now) from
+    `generator`."""
+    import torch
+
+    order = torch.randperm(n, generator=generator)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
 def ema_update(ema, net, step: int, decay: float) -> None:
     """Move the moving-average copy `ema` towards `net` after update `step` (1-based); the decay warms up as
     (1 + step) / (10 + step) until it reaches `decay`, so early weights do not linger."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from generators.base import check_array_keys, torch_generator, torch_threads
 from generators.errors import ModelFormatError
-from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive, epoch_batches, from_unit
 from generators.image.base import (apply_intensity_maps, intensity_maps, padded_unit_tensors, take_intensity_map,
                                    training_subset)
 from generators.image.mixture import MIXTURE_ARRAYS, ClassMixtures
@@ -110,11 +110,9 @@ class ConvVAEGenerator(TorchImageNet, ImageGenerator):
             start = time.perf_counter()
             net.train()
             for epoch in range(1, self.epochs + 1):
-                order = torch.randperm(n, generator=g)
                 totals = np.zeros(5)
                 adversarial = epoch >= first_adversarial
-                for i in range(0, n, self.batch_size):
-                    idx = order[i:i + self.batch_size]
+                for idx in epoch_batches(n, self.batch_size, g):
                     x, y = x_all[idx], y_all[idx]
                     noise = torch.randn((len(idx), self.latent_dim), generator=g)
                     logits, mu, logvar = net(x, y, noise)

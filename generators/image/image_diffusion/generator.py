@@ -12,7 +12,7 @@ import numpy as np
 from generators.base import torch_generator, torch_threads
 from generators.errors import ModelFormatError
 from generators.image.base import ImageGenerator, TorchImageNet, from_unit, padded_side, padded_unit_tensors
-from generators.image.base import ema_update, training_subset
+from generators.image.base import ema_update, epoch_batches, training_subset
 
 log = logging.getLogger("generators.image_diffusion")
 MAX_BASE, MAX_STEPS, MAX_BATCH, MAX_GUIDANCE = 256, 1000, 4096, 100.0
@@ -33,8 +33,8 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
     step; with `eta` 0 (the default) a deterministic path from the starting noise, with eta > 0 each step adds that
     share of ancestral sampling's noise. All noise of an image is drawn from its own generator, seeded per image
     index from a seed the sample's rng gives, and the network always runs on `sample_batch` images at once (the
-    last chunk padded), so an image never depends on how many others are drawn with it. Trains `epochs` passes over at most
-    `max_train_images` images (stratified subsample), seeded and on `num_threads` threads.
+    last chunk padded), so an image never depends on how many others are drawn with it. Trains `epochs` passes over
+    at most `max_train_images` images (stratified subsample), seeded and on `num_threads` threads.
     """
 
     name = "image_diffusion"
@@ -87,10 +87,8 @@ class ImageDiffusionGenerator(TorchImageNet, ImageGenerator):
             step = 0
             net.train()
             for epoch in range(1, self.epochs + 1):
-                order = torch.randperm(n, generator=g)
                 total = 0.0
-                for i in range(0, n, self.batch_size):
-                    idx = order[i:i + self.batch_size]
+                for idx in epoch_batches(n, self.batch_size, g):
                     x0, y = x_all[idx], y_all[idx]
                     dropped = torch.rand(len(idx), generator=g) < self.uncond_prob
                     y = torch.where(dropped, torch.full_like(y, self.n_classes_), y)

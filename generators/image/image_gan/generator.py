@@ -10,7 +10,7 @@ import numpy as np
 
 from generators.base import torch_generator, torch_threads
 from generators.errors import ModelFormatError
-from generators.image.base import ImageGenerator, TorchImageNet, check_positive, from_unit
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive, epoch_batches, from_unit
 from generators.image.base import (apply_intensity_maps, intensity_maps, padded_unit_tensors, take_intensity_map,
                                    ema_update, training_subset)
 
@@ -81,10 +81,8 @@ class ImageGANGenerator(TorchImageNet, ImageGenerator):
             start = time.perf_counter()
             step = 0
             for epoch in range(1, self.epochs + 1):
-                order = torch.randperm(n, generator=g)
                 totals = np.zeros(2)
-                for i in range(0, n, self.batch_size):
-                    idx = order[i:i + self.batch_size]
+                for idx in epoch_batches(n, self.batch_size, g):
                     x, y = x_all[idx], y_all[idx]
                     z = torch.randn((len(idx), self.latent_dim), generator=g)
                     fake = torch.sigmoid(net(z, y)) * mask

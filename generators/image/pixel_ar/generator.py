@@ -10,7 +10,7 @@ import numpy as np
 from generators.base import torch_generator
 from generators.errors import ModelFormatError
 from generators.base import torch_threads
-from generators.image.base import ImageGenerator, TorchImageNet, check_positive, training_subset
+from generators.image.base import ImageGenerator, TorchImageNet, check_positive, epoch_batches, training_subset
 
 log = logging.getLogger("generators.pixel_ar")
 MAX_WIDTH, MAX_LAYERS, MAX_LEVELS = 512, 64, 256
@@ -77,10 +77,8 @@ class PixelARGenerator(TorchImageNet, ImageGenerator):
             start = time.perf_counter()
             net.train()
             for epoch in range(1, self.epochs + 1):
-                order = torch.randperm(n, generator=g)
                 total = 0.0
-                for i in range(0, n, self.batch_size):
-                    idx = order[i:i + self.batch_size]
+                for idx in epoch_batches(n, self.batch_size, g):
                     target = levels[idx]
                     loss = pixel_nll(net(self._scaled(target), y_all[idx]), target)
                     opt.zero_grad()
