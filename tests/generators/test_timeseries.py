@@ -435,3 +435,18 @@ def test_tampered_length_tables_and_length_params_are_refused(tmp_path):
     assert Generator.load(tmp_path / "m").sample(10, seed=2).frame.equals(gen.sample(10, seed=2).frame)
     with pytest.raises(ValueError, match="lengths"):
         _model("sequence_ar", lengths="sometimes").fit(two_regime_panel())
+
+
+def test_saved_level_first_and_min_validation_out_of_range_are_refused(tmp_path):
+    gen = _model("sequence_ar", epochs=2, min_updates=5).fit(_climbing_panel())
+    gen.save(tmp_path / "m")
+    model = tmp_path / "m" / MODEL_FILE
+    doc = model.read_text()
+    for key, value in (("min_validation", -5), ("min_validation", 10**7), ("level_first", "yes"), ("level_first", 1)):
+        d = json.loads(doc)
+        d["params"][key] = value
+        model.write_text(json.dumps(d))
+        with pytest.raises(ModelFormatError, match=key):
+            Generator.load(tmp_path / "m")
+    model.write_text(doc)
+    assert Generator.load(tmp_path / "m").sample(5, seed=1).frame.equals(gen.sample(5, seed=1).frame)

@@ -699,6 +699,8 @@ class SequenceARGenerator(SequenceGenerator):
         self.scaled_ = scaled
         if not self._share_ok():
             raise ModelFormatError(f"param scheduled_sampling={self.scheduled_sampling!r} must be a share in 0..1")
+        if not isinstance(self.level_first, bool):
+            raise ModelFormatError(f"param level_first={self.level_first!r} must be true or false")
         if self.lengths not in self.LENGTHS or not self._prior_ok():
             raise ModelFormatError(f"params lengths={self.lengths!r} and length_prior={self.length_prior!r} must be "
                                    f"one of {', '.join(self.LENGTHS)} and a number in 0..1e6")
@@ -708,7 +710,7 @@ class SequenceARGenerator(SequenceGenerator):
             raise ModelFormatError("state 'changes' must list numeric column numbers, increasing")
         for name, lo, hi in (("num_threads", 1, 256), ("hidden", 1, 4096), ("head_hidden", 1, 4096),
                              ("embedding_dim", 1, 1024), ("max_bins", 2, 100_000), ("fine_bins", 1, 10_000),
-                             ("meta_bins", 2, 100_000)):
+                             ("meta_bins", 2, 100_000), ("min_validation", 0, 1_000_000)):
             v = getattr(self, name)
             if v is not None and not lo <= v <= hi:
                 raise ModelFormatError(f"param {name}={v} is outside {lo}..{hi}")
