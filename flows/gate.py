@@ -189,7 +189,10 @@ def quarantine_or_publish(wh: Warehouse, con, table: str, df: pd.DataFrame, pass
 
 def failure_message(result: dict[str, Any]) -> str:
     failing = result["failing"]
-    shown = ", ".join(failing[:8]) + (f" and {len(failing) - 8} more" if len(failing) > 8 else "")
+    undecided = {c["name"] for c in result.get("checks", []) if (c.get("details") or {}).get("inconclusive")}
+    named = [f"{name} (inconclusive: too few holdout items to judge it)" if name in undecided else name
+             for name in failing]
+    shown = ", ".join(named[:8]) + (f" and {len(named) - 8} more" if len(named) > 8 else "")
     return f"quality gate failed for {result['table']}: {shown} (report: {result['report_path']})"
 
 

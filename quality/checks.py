@@ -69,8 +69,21 @@ class CheckResult:
 
 
 def bounded_check(name: str, value: float | None, threshold: float | None, *, direction: str, kind: str,
-                  explanation: str, details: dict[str, Any] | None = None) -> CheckResult:
-    """A check that passes when `value` is on the right side of `threshold` (NaN value fails a gated check)."""
+                  explanation: str, details: dict[str, Any] | None = None, reach: float | None = None,
+                  enlarge: str = "the holdout") -> CheckResult:
+    """A check that passes when `value` is on the right side of `threshold` (NaN value fails a gated check).
+
+    `reach` is the most damning value the statistic can take (1.0 for a share or an AUROC that a copy of the
+    training data drives up): a size-aware bound at or beyond it could pass anything, a copy included, so the check
+    is inconclusive and fails, naming `enlarge` as the way out (a null threshold accepts the risk knowingly).
+    """
+    if threshold is not None and reach is not None and (threshold >= reach if direction == "max"
+                                                        else threshold <= reach):
+        why = (f"inconclusive: at these sizes chance alone allows {threshold:.3g}, beyond any value the check can "
+               f"take ({reach:g}), so even a copy of the training data would pass; enlarge {enlarge} (or set this "
+               "threshold to null to publish without it)")
+        return CheckResult(name=name, value=value, threshold=threshold, passed=False, kind=kind, direction=direction,
+                           explanation=f"{explanation}; {why}", details={**(details or {}), "inconclusive": True})
     if threshold is None:
         passed = True
     elif value is None or (isinstance(value, float) and math.isnan(value)):

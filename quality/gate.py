@@ -165,7 +165,8 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
             explanation=(f"{priv['dcr_share']:.1%} of synthetic rows are closer to a training row than to a "
                          f"holdout row (equal samples of {priv['n_train_sample']}; 50% = no memorisation, "
                          f"sd {priv['dcr_share_se']:.3f} by chance)"),
-            details={"se": priv["dcr_share_se"], "sampling_bound": dcr_sampled}))
+            details={"se": priv["dcr_share_se"], "sampling_bound": dcr_sampled}, reach=1.0,
+            enlarge="the holdout (more holdout rows)"))
         ratio = (priv["nndr_median"] / priv["holdout_nndr_median"]) if priv["holdout_nndr_median"] > 0 else float("nan")
         nndr_limit, nndr_sampled = _loosen(limits["nndr_ratio"], 1.0, z, priv["nndr_ratio_se"], "min")
         checks.append(bounded_check(
@@ -173,13 +174,15 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
             explanation=(f"median nearest/second-nearest training distance ratio {priv['nndr_median']:.3f} for "
                          f"synthetic rows vs {priv['holdout_nndr_median']:.3f} for holdout rows"),
             details={"nndr_median": priv["nndr_median"], "holdout_nndr_median": priv["holdout_nndr_median"],
-                     "se": priv["nndr_ratio_se"], "sampling_bound": nndr_sampled}))
+                     "se": priv["nndr_ratio_se"], "sampling_bound": nndr_sampled}, reach=0.0,
+            enlarge="the holdout (more holdout rows)"))
         mia_limit, mia_sampled = _loosen(limits["mia_auroc"], 0.5, z, priv["mia_auroc_se"], "max")
         checks.append(bounded_check(
             "mia_auroc", priv["mia_auroc"], mia_limit, direction="max", kind="privacy",
             explanation=(f"an attacker ranking rows by distance to the synthetic data tells training from holdout "
                          f"rows with AUROC {priv['mia_auroc']:.3f} (0.5 = no leak)"),
-            details={"se": priv["mia_auroc_se"], "sampling_bound": mia_sampled}))
+            details={"se": priv["mia_auroc_se"], "sampling_bound": mia_sampled}, reach=1.0,
+            enlarge="the holdout (more holdout rows)"))
     else:
         dup = privacy.duplicate_rate(real, spec)
         twins = privacy.twin_rate(real, spec)

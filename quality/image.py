@@ -514,7 +514,8 @@ def evaluate_images(real: np.ndarray, real_labels: np.ndarray | None, synthetic:
             explanation=(f"{share:.1%} of synthetic images are nearer ({space}) to a training image than "
                          f"{q:.0%} of {reference_name} images are ({tau:.3g}); median nearest-training distance "
                          f"{np.median(d_syn):.3g} vs {np.median(d_ref):.3g}"),
-            details={"tau": tau, "se": se, "sampling_bound": sampled, "reference": reference_name}))
+            details={"tau": tau, "se": se, "sampling_bound": sampled, "reference": reference_name},
+            reach=1.0, enlarge=f"the {reference_name} images"))
     arrays["synthetic_index"] = syn_idx
 
     train_hashes = set(_hashes(real))

@@ -589,7 +589,8 @@ def evaluate_sequences(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.
             "dcr_share", share, dcr_limit, direction="max", kind="privacy",
             explanation=(f"{share:.1%} of synthetic sequences are closer to a training sequence than to a holdout "
                          f"one (equal samples of {n}; 50% = no memorisation, sd {se:.3f} by chance)"),
-            details={"se": se, "sampling_bound": dcr_sampled}))
+            details={"se": se, "sampling_bound": dcr_sampled}, reach=1.0,
+            enlarge="the holdout (more holdout sequences, or shorter segments of a long series)"))
         mia = _auroc(-tr_to_sy, -ho_to_sy)
         mia_se = bounds.mann_whitney_se(n, n, np.r_[tr_to_sy, ho_to_sy])
         mia_limit, mia_sampled = _loosen(limits["mia_auroc"], 0.5, z, mia_se, "max")
@@ -597,7 +598,8 @@ def evaluate_sequences(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.
             "mia_auroc", mia, mia_limit, direction="max", kind="privacy",
             explanation=(f"an attacker ranking sequences by distance to the synthetic ones tells training from "
                          f"holdout sequences with AUROC {mia:.3f} (0.5 = no leak)"),
-            details={"se": mia_se, "sampling_bound": mia_sampled}))
+            details={"se": mia_se, "sampling_bound": mia_sampled}, reach=1.0,
+            enlarge="the holdout (more holdout sequences, or shorter segments of a long series)"))
         metrics["privacy"] = {"dcr_share": share, "dcr_share_se": se, "mia_auroc": mia, "mia_auroc_se": mia_se,
                               "n_pair_sample": n}
         arrays.update(dcr_synthetic_to_train=d_tr, dcr_synthetic_to_holdout=d_ho)

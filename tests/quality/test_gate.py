@@ -109,3 +109,17 @@ def test_expectation_reference_sets_the_suite_and_id_columns_are_explicit(tables
     assert evaluate(numbered, fresh.assign(row=range(len(fresh))), None).metrics["columns"]["ids"] == ["row"]
     assert evaluate(numbered, fresh.assign(row=range(len(fresh))), None,
                     id_columns=[]).metrics["columns"]["ids"] == []
+
+
+def test_a_holdout_too_small_to_judge_privacy_is_inconclusive_not_passed(tables):
+    train, holdout, fresh = tables
+    rng = np.random.default_rng(0)
+    near_copy = train.copy()
+    numeric = near_copy.select_dtypes("number").columns
+    near_copy[numeric] = near_copy[numeric] + rng.normal(0, 1e-6, (len(train), len(numeric)))
+    report = evaluate(train, near_copy, holdout.iloc[:4])
+    inconclusive = {c.name for c in report if c.details.get("inconclusive")}
+    assert "dcr_share" in inconclusive and inconclusive <= set(report.failing)
+    assert all("enlarge the holdout" in report[name].explanation for name in inconclusive)
+    fine = evaluate(train, fresh, holdout)
+    assert not any(c.details.get("inconclusive") for c in fine)

@@ -118,3 +118,20 @@ def test_a_feature_seen_in_one_sequence_only_is_judged(panels):
     other.loc[first, "sparse"] = other.loc[first, "value"].fillna(0.0)
     report = _gate(train, other, hold)
     assert report["discriminator_auc"].value is not None and report["discriminator_auc"].passed
+
+
+def test_a_privacy_check_too_small_to_fail_is_inconclusive_and_fails(panels):
+    train, hold, other = panels
+    few = hold[hold["id"].isin(pd.unique(hold["id"])[:3])]
+    near_copy = train.assign(id="c" + train["id"],
+                             value=train["value"] + np.random.default_rng(0).normal(0, 1e-3, len(train)))
+    report = _gate(train, near_copy, few)
+    dcr = report["dcr_share"]
+    # three holdout sequences: chance alone spreads the share past 1, so a near copy would have passed
+    assert dcr.threshold >= 1.0 and not dcr.passed and dcr.details["inconclusive"]
+    assert "enlarge the holdout" in dcr.explanation
+    full = _gate(train, other, hold)
+    assert full["dcr_share"].passed and not full["dcr_share"].details.get("inconclusive")
+    assert full["mia_auroc"].passed and not full["mia_auroc"].details.get("inconclusive")
+    accepted = _gate(train, other, few, thresholds={"dcr_share": None, "mia_auroc": None})
+    assert accepted["dcr_share"].passed and accepted["mia_auroc"].passed
