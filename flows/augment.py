@@ -95,11 +95,14 @@ def augment_table(settings, table: str, target: str, out: str, *, value: str | N
                              "synthetic_rows": len(synthetic), "flag_column": FLAG_COLUMN, "generator": generator,
                              "passed_gate": bool(gate["passed"]), "created_at": str(now_utc())})
         record_gate(con, gate, published_schema=schema, run_id=run_id)
+    from flows.gate import inconclusive_checks
+
     result = {"table": out, "schema": schema, "published": schema == "main", "source_table": table,
               "target": target, "value": str(wanted), "real_rows": len(frame), "real_rare_rows": len(real_rare),
               "synthetic_rows": len(synthetic), "exact_copies": copies, "flag_column": FLAG_COLUMN,
               "fit_seconds": round(fit_seconds, 3), "sample_seconds": round(sample_seconds, 3),
-              "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"]}}
+              "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],
+                          "inconclusive": inconclusive_checks(gate)}}
     if not gate["passed"]:
         from flows.gate import failure_message
 

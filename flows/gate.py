@@ -81,8 +81,9 @@ def _evaluate_kind(kind: str, real: pd.DataFrame, synthetic: pd.DataFrame, holdo
             entity = (synthetic_roles or {}).get("id_column") or "segment"
             length = int(synthetic.groupby(entity).size().max())
             real = segment_series(real, length, time=time, column=entity)
-            holdout = (segment_series(holdout, length, time=time, column=entity)
-                       if holdout is not None and len(holdout) >= 2 * length else None)
+            # a holdout shorter than a segment is one shorter segment: too few to judge privacy, and said so
+            holdout = (segment_series(holdout, min(length, len(holdout)), time=time, column=entity)
+                       if holdout is not None and len(holdout) >= 2 else None)
         report = evaluate(real, synthetic, holdout, time=time, entity=entity, thresholds=thresholds, seed=seed)
         render(report, real, synthetic, time=time, entity=entity, title=title, path=path)
         return report
@@ -187,9 +188,14 @@ def quarantine_or_publish(wh: Warehouse, con, table: str, df: pd.DataFrame, pass
     return "quarantine"
 
 
+def inconclusive_checks(result: dict[str, Any]) -> list[str]:
+    """Names of the checks too small to fail at these sizes (they fail the gate: see quality.checks)."""
+    return [c["name"] for c in result.get("checks", []) if (c.get("details") or {}).get("inconclusive")]
+
+
 def failure_message(result: dict[str, Any]) -> str:
     failing = result["failing"]
-    undecided = {c["name"] for c in result.get("checks", []) if (c.get("details") or {}).get("inconclusive")}
+    undecided = set(result.get("inconclusive") or ()) | set(inconclusive_checks(result))
     named = [f"{name} (inconclusive: too few holdout items to judge it)" if name in undecided else name
              for name in failing]
     shown = ", ".join(named[:8]) + (f" and {len(named) - 8} more" if len(named) > 8 else "")
@@ -248,4 +254,4 @@ def check_validate_request(settings: Settings, real: str, synthetic: str, holdou
 
 
 __all__ = ["run_gate", "record_gate", "quarantine_or_publish", "validate_flow",
-           "failure_message", "summary_markdown", "quality_config", "check_validate_request"]
+           "failure_message", "inconclusive_checks", "summary_markdown", "quality_config", "check_validate_request"]

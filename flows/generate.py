@@ -232,6 +232,7 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
         progress.info("sampled %d %s from %s in %.1fs", count, {"timeseries": "sequences", "image": "images"}.get(
             kind, "rows"), model_id, sample_seconds)
     gate = gate_synthetic(settings, model_row, table, df, conditions, gen=gen, split=split, roles=roles)
+    from flows.gate import inconclusive_checks
     if progress is not None:
         progress.info("quality gate of %s: %s (report %s)", table, "passed" if gate["passed"] else "FAILED",
                       gate["report_path"])
@@ -250,7 +251,7 @@ def generate_table(settings, model_id: str, rows: int | None, table: str, seed: 
             "sample_seconds": round(sample_seconds, 3),
             "columns": [str(c) for c in df.columns],
             "quality": {"passed": gate["passed"], "failing": gate["failing"], "report_path": gate["report_path"],
-                        "report_id": gate["report_id"],
+                        "report_id": gate["report_id"], "inconclusive": inconclusive_checks(gate),
                         "values": {c["name"]: c["value"] for c in gate["checks"] if c["name"] in HEADLINE_CHECKS}}}
 
 

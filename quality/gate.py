@@ -158,7 +158,8 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
             "exact_copy_rate", priv["exact_copy_rate"], copy_limit, direction="max", kind="privacy",
             explanation=(f"{priv['exact_copy_rate']:.2%} of synthetic rows equal a training row; "
                          f"{priv['holdout_exact_copy_rate']:.2%} of holdout rows do ({hold_copies} of {len(holdout)})"),
-            details={"holdout_exact_copy_rate": priv["holdout_exact_copy_rate"], "holdout_copies": hold_copies}))
+            details={"holdout_exact_copy_rate": priv["holdout_exact_copy_rate"], "holdout_copies": hold_copies},
+            reach=1.0 if limits["exact_copy_rate"] is None else None, enlarge="the holdout (more holdout rows)"))
         dcr_limit, dcr_sampled = _loosen(limits["dcr_share"], 0.5, z, priv["dcr_share_se"], "max")
         checks.append(bounded_check(
             "dcr_share", priv["dcr_share"], dcr_limit, direction="max", kind="privacy",

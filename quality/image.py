@@ -539,7 +539,8 @@ def evaluate_images(real: np.ndarray, real_labels: np.ndarray | None, synthetic:
         "exact_copy_rate", rate, copy_limit, direction="max", kind="privacy",
         explanation=(f"{syn_copies} of {len(synthetic)} synthetic images ({rate:.2%}) equal a training image "
                      f"pixel for pixel; {ref_copies} of {n_ref} {ref_what}"),
-        details={"copies": syn_copies, "reference_copies": ref_copies}))
+        details={"copies": syn_copies, "reference_copies": ref_copies},
+        reach=1.0 if limits["exact_copy_rate"] is None else None, enlarge=f"the {ref_what.split()[0]} images"))
     metrics["memorisation"] = priv
     timings["memorisation"] = time.perf_counter() - t
     timings["total"] = sum(timings.values())

@@ -561,7 +561,9 @@ def evaluate_sequences(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.
     checks.append(bounded_check(
         "copied_sequence_rate", copied, copy_limit, direction="max", kind="privacy",
         explanation=f"{copied:.2%} of synthetic sequences repeat a training sequence's values; {basis}",
-        details={"reference_copies": hold_copies}))
+        details={"reference_copies": hold_copies},
+        reach=1.0 if limits["copied_sequence_rate"] is None else None,  # a user's fixed bound is their choice
+        enlarge="the holdout (more holdout sequences)"))
     metrics["copied_sequence_rate"] = copied
     arrays: dict[str, np.ndarray] = {}
     if h is not None:

@@ -109,3 +109,20 @@ def test_images_end_to_end_with_export(cli, warehouse, tmp_path, report_only_kin
     assert first.shape == (8, 8) and first.dtype == np.uint8
     code, _, err = cli(["train", "--table", "digits", "--generator", "autoregressive"])
     assert code == 2 and "image_gmm" in err
+
+
+def test_a_long_series_whose_holdout_is_one_segment_is_quarantined_as_inconclusive(cli, warehouse, tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    pd.DataFrame({"t": t, "v": np.sin(t / 6) + rng.normal(0, 0.1, len(t))}).to_csv(tmp_path / "s.csv", index=False)
+    code, _, err = cli(["ingest", tmp_path / "s.csv", "--kind", "timeseries", "--table", "wave", "--time-column", "t"])
+    assert code == 0, err
+    code, trained, err = run_json(cli, "train", "--table", "wave", "--epochs", "2")
+    assert code == 0, err
+    # the last 80 steps are held out: one segment as long as the sampled ones, too few for DCR share or MIA to fail
+    code, _, err = cli(["generate", "--model", trained["model_id"], "--sequences", "6", "--table", "wave_synth"])
+    assert code == 1 and "inconclusive" in err and "dcr_share" in err
+    with warehouse.read() as con:
+        schemas = {r[0] for r in con.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'wave_synth'").fetchall()}
+    assert schemas == {"quarantine"}
