@@ -279,12 +279,12 @@ def test_a_file_of_the_release_before_level_first_loads_and_samples_the_same(tmp
     gen = _model("sequence_ar", epochs=3, min_updates=10, level_first=False).fit(_climbing_panel())
     gen.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("level_first", "min_validation", "scheduled_sampling", "ordinal_init"):  # older releases wrote none
+    for name in ("level_first", "min_validation", "scheduled_sampling", "ordinal_init", "ordinal_columns"):
         del doc["params"][name]
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     loaded = Generator.load(tmp_path / "m")
     assert loaded.level_first is False and loaded.min_validation == 0 and loaded.scheduled_sampling == 0.0
-    assert loaded.ordinal_init == 0.0
+    assert loaded.ordinal_init == 0.0 and loaded.ordinal_columns == "all"
     assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
 
 
@@ -444,7 +444,8 @@ def test_saved_level_first_and_min_validation_out_of_range_are_refused(tmp_path)
     model = tmp_path / "m" / MODEL_FILE
     doc = model.read_text()
     for key, value in (("min_validation", -5), ("min_validation", 10**7), ("level_first", "yes"), ("level_first", 1),
-                       ("ordinal_init", -1), ("ordinal_init", 101), ("ordinal_init", True), ("ordinal_init", "2")):
+                       ("ordinal_init", -1), ("ordinal_init", 101), ("ordinal_init", True), ("ordinal_init", "2"),
+                       ("ordinal_columns", "some"), ("ordinal_columns", 1)):
         d = json.loads(doc)
         d["params"][key] = value
         model.write_text(json.dumps(d))
@@ -491,3 +492,17 @@ def test_ordinal_init_keeps_the_autocorrelation_of_a_few_rough_series_and_is_see
     assert Generator.load(tmp_path / "m").sample(40, seed=0).frame.equals(sample)
     with pytest.raises(ValueError, match="ordinal_init"):
         _model("sequence_ar", ordinal_init=-1.0).fit(data)
+    with pytest.raises(ValueError, match="ordinal_columns"):
+        _model("sequence_ar", ordinal_init=2.0, ordinal_columns="some").fit(data)
+
+
+def test_ordinal_columns_rough_starts_only_the_columns_drawn_as_levels():
+    """'rough': a level-coded panel starts as with 'all', a change-coded one as with the random start."""
+    rough, smooth = _rough_panel(), _climbing_panel()
+    params = {"min_validation": 4, "epochs": 10, "min_updates": 0}
+    for data, same_as in ((rough, {"ordinal_init": 2.0}), (smooth, {})):
+        picked = _model("sequence_ar", **params, ordinal_init=2.0, ordinal_columns="rough").fit(data)
+        assert picked.sample(20, seed=1).frame.equals(_model("sequence_ar", **params, **same_as).fit(data)
+                                                      .sample(20, seed=1).frame)
+    assert not _model("sequence_ar", **params, ordinal_init=2.0).fit(smooth).sample(20, seed=1).frame.equals(
+        _model("sequence_ar", **params).fit(smooth).sample(20, seed=1).frame)  # 'all' does start them

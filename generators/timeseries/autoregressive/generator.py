@@ -102,8 +102,9 @@ class SequenceARGenerator(SequenceGenerator):
 
     `ordinal_init` (> 0) starts each numeric column's level tokens in value order (one embedding coordinate and
     its bin head's slope set to the tokens' standardised values, at that scale): with random starts early stopping
-    on a few rough series keeps a net whose steps ignore the previous ones. 0 (random, the old start) by default:
-    see the README's sequence benchmark, sixth round.
+    on a few rough series keeps a net whose steps ignore the previous ones. `ordinal_columns="rough"` starts only
+    the columns drawn as levels (rough ones, as BasicMotions' all are) so, and change-coded columns at random. 0
+    (random, the old start) by default: see the README's sequence benchmark, sixth round.
     """
 
     # chosen on validation halves of the benchmark's training parts: 0.28-0.81 on JapaneseVowels and fertility
@@ -117,8 +118,9 @@ class SequenceARGenerator(SequenceGenerator):
     # read only true steps in training
     params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
                     "level_first": False, "lengths": "learned", "length_prior": 4.0,
-                    "scheduled_sampling": 0.0, "ordinal_init": 0.0}
+                    "scheduled_sampling": 0.0, "ordinal_init": 0.0, "ordinal_columns": "all"}
     LENGTHS = ("learned", "drawn")
+    ORDINAL_COLUMNS = ("all", "rough")
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
@@ -127,7 +129,7 @@ class SequenceARGenerator(SequenceGenerator):
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
                  min_validation: int = 0, level_first: bool = True, lengths: str = "learned",
                  length_prior: float = 4.0, scheduled_sampling: float = 0.0, ordinal_init: float = 0.0,
-                 num_threads: int | None = 1, seed: int = 0):
+                 ordinal_columns: str = "all", num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -151,6 +153,7 @@ class SequenceARGenerator(SequenceGenerator):
         self.length_prior = length_prior
         self.scheduled_sampling = scheduled_sampling
         self.ordinal_init = ordinal_init
+        self.ordinal_columns = ordinal_columns
         self.num_threads = num_threads
         self.seed = seed
 
@@ -353,7 +356,8 @@ class SequenceARGenerator(SequenceGenerator):
 
     def _ordinal_ok(self) -> bool:
         v = self.ordinal_init
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 \
+            and self.ordinal_columns in self.ORDINAL_COLUMNS
 
     def _ordinal_start(self, net) -> None:
         """Start each numeric column's level tokens in value order: one embedding coordinate (and, for its bin
@@ -372,7 +376,7 @@ class SequenceARGenerator(SequenceGenerator):
         for j, (coarse, fine, level) in enumerate(self._layout()[0]):
             nl, _ = self._token_counts(j)
             atoms, edges = self.atoms_[j], self.edges_[j]
-            if not nl:
+            if not nl or (self.ordinal_columns == "rough" and level is not None):
                 continue
             mids = np.r_[atoms, 0.5 * (edges[:-1] + edges[1:])] if len(edges) else atoms
             z = torch.from_numpy((mids - mids.mean()) / (mids.std() or 1.0)).float()
@@ -427,7 +431,8 @@ class SequenceARGenerator(SequenceGenerator):
         if not self._share_ok():
             raise ValueError(f"scheduled_sampling={self.scheduled_sampling!r}: use a share in 0..1")
         if not self._ordinal_ok():
-            raise ValueError(f"ordinal_init={self.ordinal_init!r}: use a number in 0..100 (0 starts at random)")
+            raise ValueError(f"ordinal_init={self.ordinal_init!r}, ordinal_columns={self.ordinal_columns!r}: use a "
+                             f"number in 0..100 (0 starts at random) and one of {', '.join(self.ORDINAL_COLUMNS)}")
         self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
         seq = np.repeat(np.arange(len(enc.lengths)), enc.lengths)
         self.matoms_, self.medges_ = {}, {}
@@ -748,7 +753,9 @@ class SequenceARGenerator(SequenceGenerator):
         if not isinstance(self.level_first, bool):
             raise ModelFormatError(f"param level_first={self.level_first!r} must be true or false")
         if not self._ordinal_ok():
-            raise ModelFormatError(f"param ordinal_init={self.ordinal_init!r} must be a number in 0..100")
+            raise ModelFormatError(f"params ordinal_init={self.ordinal_init!r} and ordinal_columns="
+                                   f"{self.ordinal_columns!r} must be a number in 0..100 and one of "
+                                   f"{', '.join(self.ORDINAL_COLUMNS)}")
         if self.lengths not in self.LENGTHS or not self._prior_ok():
             raise ModelFormatError(f"params lengths={self.lengths!r} and length_prior={self.length_prior!r} must be "
                                    f"one of {', '.join(self.LENGTHS)} and a number in 0..1e6")
