@@ -279,11 +279,12 @@ def test_a_file_of_the_release_before_level_first_loads_and_samples_the_same(tmp
     gen = _model("sequence_ar", epochs=3, min_updates=10, level_first=False).fit(_climbing_panel())
     gen.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("level_first", "min_validation", "scheduled_sampling"):  # what the previous release wrote had none
+    for name in ("level_first", "min_validation", "scheduled_sampling", "ordinal_init", "ordinal_columns"):
         del doc["params"][name]
     (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
     loaded = Generator.load(tmp_path / "m")
     assert loaded.level_first is False and loaded.min_validation == 0 and loaded.scheduled_sampling == 0.0
+    assert loaded.ordinal_init == 0.0 and loaded.ordinal_columns == "all"
     assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
 
 
@@ -442,7 +443,9 @@ def test_saved_level_first_and_min_validation_out_of_range_are_refused(tmp_path)
     gen.save(tmp_path / "m")
     model = tmp_path / "m" / MODEL_FILE
     doc = model.read_text()
-    for key, value in (("min_validation", -5), ("min_validation", 10**7), ("level_first", "yes"), ("level_first", 1)):
+    for key, value in (("min_validation", -5), ("min_validation", 10**7), ("level_first", "yes"), ("level_first", 1),
+                       ("ordinal_init", -1), ("ordinal_init", 101), ("ordinal_init", True), ("ordinal_init", "2"),
+                       ("ordinal_columns", "some"), ("ordinal_columns", 1)):
         d = json.loads(doc)
         d["params"][key] = value
         model.write_text(json.dumps(d))
@@ -450,3 +453,56 @@ def test_saved_level_first_and_min_validation_out_of_range_are_refused(tmp_path)
             Generator.load(tmp_path / "m")
     model.write_text(doc)
     assert Generator.load(tmp_path / "m").sample(5, seed=1).frame.equals(gen.sample(5, seed=1).frame)
+
+
+def _rough_panel(n: int = 16, steps: int = 50, phi: float = 0.6, seed: int = 0) -> SequenceData:
+    """A few AR(1) series (lag-1 autocorrelation about 0.5): steps as large as the spread, so drawn as levels."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n):
+        x = 0.0
+        for t in range(steps):
+            x = phi * x + rng.normal()
+            rows.append({"id": e, "step": t, "x": x})
+    return SequenceData(pd.DataFrame(rows), time="step", entity="id")
+
+
+def _lag1(frame: pd.DataFrame) -> float:
+    out = []
+    for _, g in frame.groupby("id"):
+        x = g.sort_values("step")["x"].to_numpy()
+        x = x - x.mean()
+        out.append((x[1:] * x[:-1]).sum() / (x * x).sum())
+    return float(np.mean(out))
+
+
+def test_ordinal_init_keeps_the_autocorrelation_of_a_few_rough_series_and_is_seeded(tmp_path):
+    """Random token embeddings: early stopping keeps a net whose steps ignore the last ones (BasicMotions' case)."""
+    data = _rough_panel()
+    real = _lag1(data.frame)
+    params = {"min_validation": 4, "epochs": 60, "min_updates": 0, "hidden": 32, "head_hidden": 32, "max_bins": 16}
+    plain = _model("sequence_ar", **params).fit(data)
+    ordinal = [_model("sequence_ar", **params, ordinal_init=2.0).fit(data) for _ in range(2)]
+    assert not plain.catoms_ and not ordinal[0].catoms_  # level-coded, as BasicMotions' columns are
+    assert _lag1(plain.sample(40, seed=0).frame) < 0.2
+    sample = ordinal[0].sample(40, seed=0).frame
+    assert abs(_lag1(sample) - real) < 0.15
+    assert sample.equals(ordinal[1].sample(40, seed=0).frame)
+    ordinal[0].save(tmp_path / "m")
+    assert Generator.load(tmp_path / "m").sample(40, seed=0).frame.equals(sample)
+    with pytest.raises(ValueError, match="ordinal_init"):
+        _model("sequence_ar", ordinal_init=-1.0).fit(data)
+    with pytest.raises(ValueError, match="ordinal_columns"):
+        _model("sequence_ar", ordinal_init=2.0, ordinal_columns="some").fit(data)
+
+
+def test_ordinal_columns_rough_starts_only_the_columns_drawn_as_levels():
+    """'rough': a level-coded panel starts as with 'all', a change-coded one as with the random start."""
+    rough, smooth = _rough_panel(), _climbing_panel()
+    params = {"min_validation": 4, "epochs": 10, "min_updates": 0}
+    for data, same_as in ((rough, {"ordinal_init": 2.0}), (smooth, {})):
+        picked = _model("sequence_ar", **params, ordinal_init=2.0, ordinal_columns="rough").fit(data)
+        assert picked.sample(20, seed=1).frame.equals(_model("sequence_ar", **params, **same_as).fit(data)
+                                                      .sample(20, seed=1).frame)
+    assert not _model("sequence_ar", **params, ordinal_init=2.0).fit(smooth).sample(20, seed=1).frame.equals(
+        _model("sequence_ar", **params).fit(smooth).sample(20, seed=1).frame)  # 'all' does start them
