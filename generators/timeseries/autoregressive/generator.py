@@ -615,7 +615,7 @@ class SequenceARGenerator(SequenceGenerator):
             drawn = torch.from_numpy(self._draw_lengths(context, rng))
             horizon = int(drawn.max()) if n else horizon
         chunks, meta_chunks = [], []
-        with torch.no_grad(), torch_threads(self.num_threads):
+        with torch.inference_mode(), torch_threads(self.num_threads):
             for begin in range(0, n, 4096):
                 ctx_codes = torch.from_numpy(np.ascontiguousarray(context[begin:begin + 4096]))
                 b = len(ctx_codes)
