@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -506,3 +507,48 @@ def test_ordinal_columns_rough_starts_only_the_columns_drawn_as_levels():
                                                       .sample(20, seed=1).frame)
     assert not _model("sequence_ar", **params, ordinal_init=2.0).fit(smooth).sample(20, seed=1).frame.equals(
         _model("sequence_ar", **params).fit(smooth).sample(20, seed=1).frame)  # 'all' does start them
+
+
+@pytest.mark.parametrize("extra", [{}, {"scale_per_sequence": True, "level_first": False}])
+def test_the_training_loss_is_the_full_forward_loss_where_the_mask_reads(extra):
+    """`_loss` (heads only at real steps and predicted columns, no vocabulary padding) against the loss of the
+    full (B, T, m, vmax) forward + `_restrict` + `_mask`, in float64: same value, same gradients."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    rows = [{"id": e, "step": t, "x": float(start + t + rng.normal(0, 0.05)),
+             "y": np.nan if rng.random() < 0.2 else float(rng.normal()), "flag": "ab"[int(rng.random() < 0.5)],
+             "grp": "lh"[e % 2]}
+            for e, start in enumerate(rng.uniform(0, 0.5, 30)) for t in range(int(rng.integers(5, 13)))]
+    data = SequenceData(pd.DataFrame(rows), time="step", entity="id")
+    gen = _model("sequence_ar", epochs=2, min_updates=10, **extra).fit(data)
+    enc = gen._codec.encode(data)
+    if gen.scaled_:
+        meta, z = gen._scaled(enc.numeric, enc.lengths)
+        enc = dataclasses.replace(enc, numeric=z)
+    tokens, lengths = torch.from_numpy(gen._tokenize(enc)), torch.from_numpy(enc.lengths)
+    context = torch.from_numpy(np.ascontiguousarray(enc.context))
+    meta = torch.from_numpy(gen._meta_tokens(meta)) if gen.scaled_ else None
+    assert len(set(lengths.tolist())) > 1 and 2 in gen.net_.vocab_sizes[1:] and 1 in gen.net_.vocab_sizes
+    assert bool(gen.level_first and gen.catoms_) != gen.scaled_  # level_first bans in the first case
+    net = gen.net_.double().train()
+    named = list(net.named_parameters())
+    fast = gen._loss(net, tokens, lengths, context, meta)
+    logits = gen._restrict(net(tokens, context, meta), tokens, lengths)
+    mask = gen._mask(tokens, lengths, gen._input_only())
+    full = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
+    if meta is not None:
+        full = full + F.cross_entropy(net.meta_logits(net.context_vector(context), meta).flatten(0, 1),
+                                      meta.flatten(), reduction="sum")
+    full = full / len(tokens)
+    assert torch.isfinite(fast) and abs(fast.item() - full.item()) < 1e-10 * abs(full.item())
+    for (name, _), a, b in zip(named, torch.autograd.grad(fast, [p for _, p in named], allow_unused=True),
+                               torch.autograd.grad(full, [p for _, p in named], allow_unused=True)):
+        a = torch.zeros_like(b) if a is None else a
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), name
+    # the sampler's per-column heads (only the columns before j read) are the forward's heads
+    states, _ = net.step_inputs(tokens, context, meta)
+    full_logits = net(tokens, context, meta)
+    for j, v in enumerate(net.vocab_sizes):
+        assert torch.allclose(net.column_logits(states[:, 3], tokens[:, 3], j), full_logits[:, 3, j, :v], atol=1e-12)

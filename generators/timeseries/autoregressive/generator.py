@@ -490,7 +490,7 @@ class SequenceARGenerator(SequenceGenerator):
                     net.meta_b2[k, :v] = torch.log((counts + 0.5) / (counts.sum() + 0.5 * v)).float()
                 if self.ordinal_init:
                     self._ordinal_start(net)
-            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, foreach=True)  # one op per step
             g = torch_generator(rng)
             best, best_state, stale, updates = math.inf, None, 0, 0
             self.history_ = []
@@ -614,9 +614,34 @@ class SequenceARGenerator(SequenceGenerator):
             redraw = torch.rand(tokens.shape) < self.input_noise
             redraw[..., 0] = False
             history = torch.where(redraw, (torch.rand(tokens.shape) * sizes).long(), tokens)
-        logits = self._restrict(net(tokens, context, meta, history), tokens, lengths)  # (B, T, m, vmax)
-        mask = self._mask(tokens, lengths, self._input_only())
-        per = F.cross_entropy(logits[mask], tokens[mask], reduction="sum")
+        # the loss of `forward` + `_restrict` + `_mask`, computed only where it reads: real steps, predicted columns
+        # (a one-token column's cross-entropy is 0), each group of equal vocabularies in one product, no padding
+        t = torch.arange(tokens.shape[1])[None, :]
+        rows = t <= lengths[:, None]
+        states, emb = net.step_inputs(tokens, context, meta, history)
+        tok, sizes, skip = tokens[rows], net.vocab_sizes, set(self._input_only())
+        target = tok.masked_fill((t >= lengths[:, None])[rows][:, None] & (torch.arange(tok.shape[1]) > 0), -100)
+        cols = sorted((j for j, v in enumerate(sizes) if v > 1 and j not in skip), key=lambda j: (sizes[j], j))
+        x = torch.cat([states, emb], dim=2)[rows]
+        kinds = {col: (nl, nc) for col, nl, nc in self._kind_masks()}
+        per, a = 0.0, 0
+        while a < len(cols):
+            v = sizes[cols[a]]
+            b = a + sum(sizes[j] == v for j in cols[a:])
+            group = torch.tensor(cols[a:b])
+            logits = net.head_logits(net.head_hidden(x, group), group, v)  # (N, columns, v)
+            if kinds.keys() & set(cols[a:b]):  # level_first: see `_restrict`
+                ban = torch.zeros(logits.shape, dtype=torch.bool)
+                for i, j in enumerate(cols[a:b]):
+                    if j in kinds:
+                        nl, nc = kinds[j]
+                        observed = (tokens[..., j] < nl + nc) & (t < lengths[:, None])
+                        before = ((torch.cumsum(observed.long(), dim=1) - observed.long() > 0)[rows])[:, None]
+                        ban[:, i, nl:nl + nc], ban[:, i, :nl] = ~before, before
+                logits = logits.masked_fill(ban, float("-inf"))
+            per = per + F.cross_entropy(logits.reshape(-1, v), target[:, cols[a:b]].reshape(-1),
+                                        ignore_index=-100, reduction="sum")
+            a = b
         if meta is not None:
             meta_logits = net.meta_logits(net.context_vector(context), meta)
             per = per + F.cross_entropy(meta_logits.flatten(0, 1), meta.flatten(), reduction="sum")
@@ -641,7 +666,7 @@ class SequenceARGenerator(SequenceGenerator):
             drawn = torch.from_numpy(self._draw_lengths(context, rng))
             horizon = int(drawn.max()) if n else horizon
         chunks, meta_chunks = [], []
-        with torch.no_grad(), torch_threads(self.num_threads):
+        with torch.inference_mode(), torch_threads(self.num_threads):
             for begin in range(0, n, 4096):
                 ctx_codes = torch.from_numpy(np.ascontiguousarray(context[begin:begin + 4096]))
                 b = len(ctx_codes)

@@ -98,21 +98,39 @@ class StepwiseGRUNet(nn.Module):
     def initial_state(self, ctx: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.initial(ctx)).unsqueeze(0)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor, meta: torch.Tensor | None = None,
-                history: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing, or the
-        steps `history` instead, e.g. noised ones) and the true meta tokens."""
+    def step_inputs(self, tokens: torch.Tensor, context: torch.Tensor, meta: torch.Tensor | None = None,
+                    history: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(GRU outputs (B, T, h), step embeddings (B, T, m*e)) given the true earlier steps (or `history`)."""
         b, t, _ = tokens.shape
         ctx = self.condition(self.context_vector(context), meta)
         emb = self.step_embedding(tokens)                                   # (B, T, m*e)
         past = emb if history is None else self.step_embedding(history)
         prev = torch.cat([self.bos.expand(b, 1, -1), past[:, :-1]], dim=1)
         states, _ = self.gru(torch.cat([prev, ctx.unsqueeze(1).expand(b, t, -1)], dim=2), self.initial_state(ctx))
-        states = self.dropout(states)
+        return self.dropout(states), emb
+
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor, meta: torch.Tensor | None = None,
+                history: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, m, vmax) of every step's tokens given the true earlier steps (teacher forcing, or the
+        steps `history` instead, e.g. noised ones) and the true meta tokens."""
+        states, emb = self.step_inputs(tokens, context, meta, history)
         hidden = torch.einsum("bth,jhk->btjk", states, self.w_state)
         hidden = hidden + torch.einsum("btd,jdk->btjk", emb, self.w_prefix * self.prefix_mask[:, :, None])
         hidden = self.dropout(torch.relu(hidden + self.b1))
         return torch.einsum("btjk,jkv->btjv", hidden, self.w2) + self.b2 + self.logit_pad
+
+    def head_hidden(self, x: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """(N, len(columns), head_hidden): the hidden layers of heads `columns` at N steps, as `forward` computes
+        them, in one matrix product; x (N, h + m*e) is the GRU output then the step's embeddings at each step."""
+        w = torch.cat([self.w_state[columns], self.w_prefix[columns] * self.prefix_mask[columns, :, None]], dim=1)
+        hidden = torch.relu(torch.addmm(self.b1[columns].flatten(), x, w.transpose(0, 1).reshape(x.shape[1], -1)))
+        return self.dropout(hidden).view(len(x), len(columns), -1)
+
+    def head_logits(self, hidden: torch.Tensor, columns: torch.Tensor, width: int) -> torch.Tensor:
+        """Logits (N, len(columns), width) of heads `columns` (vocabularies of at most `width`: no wider padding)
+        from their hidden layers (N, len(columns), head_hidden)."""
+        out = torch.einsum("njk,jkv->njv", hidden, self.w2[columns, :, :width])
+        return out + self.b2[columns, :width] + self.logit_pad[columns, :width]
 
     def step(self, prev_emb: torch.Tensor, ctx: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One GRU step: (output (B, h), new state) from the previous step's embedding (B, m*e)."""
@@ -121,6 +139,7 @@ class StepwiseGRUNet(nn.Module):
 
     def column_logits(self, out: torch.Tensor, tokens: torch.Tensor, j: int) -> torch.Tensor:
         """Logits (B, vocab_j) of column j given the GRU output and a token row whose columns < j are filled."""
-        prefix = self.step_embedding(tokens) * self.prefix_mask[j]
-        hidden = torch.relu(out @ self.w_state[j] + prefix @ self.w_prefix[j] + self.b1[j])
+        e = self.embed.embedding_dim  # only columns < j: the rest of w_prefix[j] is masked out
+        prefix = self.embed(tokens[:, :j] + self.offsets[:j]).flatten(1)
+        hidden = torch.relu(torch.addmm(self.b1[j], out, self.w_state[j]) + prefix @ self.w_prefix[j, : j * e])
         return (hidden @ self.w2[j] + self.b2[j])[:, : self.vocab_sizes[j]]
