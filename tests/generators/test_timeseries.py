@@ -552,3 +552,146 @@ def test_the_training_loss_is_the_full_forward_loss_where_the_mask_reads(extra):
     full_logits = net(tokens, context, meta)
     for j, v in enumerate(net.vocab_sizes):
         assert torch.allclose(net.column_logits(states[:, 3], tokens[:, 3], j), full_logits[:, 3, j, :v], atol=1e-12)
+
+
+def _drifting_panel(n: int = 60, seed: int = 0) -> SequenceData:
+    """Persistent series around 0 (x, 10% gaps) and an integral one that follows it (k, drawn as changes)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n):
+        x = rng.normal(0, 1)
+        for t in range(20):
+            x = 0.95 * x + rng.normal(0, 0.3)
+            rows.append({"id": e, "step": t, "x": x if rng.random() > 0.1 else np.nan, "k": int(round(4 * x)) + 10})
+    return SequenceData(pd.DataFrame(rows), time="step", entity="id")
+
+
+def _decile_tvd(real: np.ndarray, synth: np.ndarray) -> float:
+    from quality.columns import decile_codes
+
+    (r, s), k = decile_codes(real, [synth])
+    return float(0.5 * np.abs(np.bincount(r, minlength=k) / len(r) - np.bincount(s, minlength=k) / len(s)).sum())
+
+
+def _calibrated(calibrate: str = "pooled", **extra):
+    """A barely trained sequence_ar (its marginals are off) with the calibration on."""
+    return _model("sequence_ar", epochs=2, min_updates=10, calibrate=calibrate, **extra).fit(_drifting_panel())
+
+
+def test_the_calibration_brings_the_pooled_marginal_to_the_training_one_and_keeps_the_rest():
+    data = _drifting_panel()
+    off = _model("sequence_ar", epochs=2, min_updates=10).fit(data)
+    assert 1 in off.catoms_  # k is drawn as changes (it drifts)
+    raw = off.sample(300, seed=0).frame
+    for calibrate, window in (("pooled", 0), ("steps", 2)):
+        gen = _calibrated(calibrate, calibration_window=window)
+        assert sorted(gen.calibration_[1]) == [0, 1] and len(gen.calibration_[0]) == (1 if calibrate == "pooled" else 4)
+        s = gen.sample(300, seed=0).frame
+        # the same network and tokens: ids, times, lengths and gaps as drawn, only the values mapped
+        assert s[["id", "step"]].equals(raw[["id", "step"]]) and s["x"].isna().equals(raw["x"].isna())
+        for c in ("x", "k"):
+            before, after = (_decile_tvd(data.frame[c].to_numpy(float), f[c].to_numpy(float)) for f in (raw, s))
+            assert after < before and after < 0.06, (calibrate, c, before, after)
+        assert (s["k"] == np.round(s["k"])).all() and str(s["k"].dtype) == str(data.frame["k"].dtype)
+        for c in ("x", "k"):
+            assert s[c].dropna().between(data.frame[c].min(), data.frame[c].max()).all()
+    # the exact pooled map is monotone: values keep their order (ties of the drawn values may spread)
+    s = _calibrated("pooled", calibration_window=0).sample(300, seed=0).frame
+    pairs = pd.DataFrame({"raw": raw["x"], "mapped": s["x"]}).dropna().groupby("raw")["mapped"].agg(["min", "max"])
+    assert (pairs["max"].to_numpy()[:-1] <= pairs["min"].to_numpy()[1:] + 1e-12).all()
+
+
+def test_the_calibration_is_seeded_fixed_at_fit_and_saved_bit_identical(tmp_path):
+    runs = [_calibrated("steps") for _ in range(2)]
+    (c0, m0), (c1, m1) = runs[0].calibration_, runs[1].calibration_
+    assert np.array_equal(c0, c1) and all(np.array_equal(a, b) for j in m0 for a, b in zip(m0[j], m1[j]))
+    s = runs[0].sample(40, seed=3).frame
+    assert s.equals(runs[1].sample(40, seed=3).frame) and s.equals(runs[0].sample(40, seed=3).frame)
+    runs[0].save(tmp_path / "m")
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.calibrate == "steps" and loaded.sample(40, seed=3).frame.equals(s)
+    other = _model("sequence_ar", epochs=2, min_updates=10, calibrate="steps", seed=1).fit(_drifting_panel())
+    assert not np.array_equal(other.calibration_[1][1][0], m0[1][0])  # another seed, another reference sample
+
+
+def test_the_calibration_maps_the_unscaled_values_of_a_scaled_model(tmp_path):
+    data = _levels_panel(30)
+    gen = _model("sequence_ar", scale_per_sequence=True, epochs=2, min_updates=10, calibrate="pooled").fit(data)
+    src, dst = gen.calibration_[1][0]
+    assert gen.scaled_ and dst[0, 0] == data.frame["x"].min() and dst[0, -1] == data.frame["x"].max()
+    s = gen.sample(30, seed=0).frame
+    assert s["x"].between(data.frame["x"].min(), data.frame["x"].max()).all()
+    gen.save(tmp_path / "m")
+    assert Generator.load(tmp_path / "m").sample(30, seed=0).frame.equals(s)
+
+
+def test_auto_calibrates_only_columns_that_drift_beyond_the_training_noise():
+    gen = _calibrated("auto")
+    assert list(gen.calibration_[1]) == [1]  # k drifts (TVD .16); x (.05) is within the training set's noise
+    assert gen.sample(20, seed=0).frame["x"].equals(_calibrated("off").sample(20, seed=0).frame["x"])
+
+
+def test_a_file_of_the_release_before_calibration_loads_and_samples_the_same(tmp_path):
+    gen = _model("sequence_ar", epochs=2, min_updates=10).fit(_drifting_panel(30))
+    assert gen.calibration_ is None
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    for name in ("calibrate", "calibration_window"):  # what the previous release wrote had neither
+        del doc["params"][name]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
+    loaded = Generator.load(tmp_path / "m")
+    assert loaded.calibrate == "off" and loaded.calibration_ is None
+    assert loaded.sample(20, seed=3).frame.equals(gen.sample(20, seed=3).frame)
+
+
+def test_tampered_calibrations_and_calibration_params_are_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    gen = _calibrated("steps")
+    gen.save(tmp_path / "m")
+    weights, model = tmp_path / "m" / WEIGHTS_FILE, tmp_path / "m" / MODEL_FILE
+    arrays, doc = load_file(str(weights)), model.read_text()
+    src, dst = arrays["calibration_from1"], arrays["calibration_to1"]
+    nan, down = dst.copy(), src.copy()
+    nan[1, 3] = np.nan
+    down[0, 5] = down[0, 4] - 1.0
+    changes = [({**arrays, "calibration_to1": nan}, "calibration_to1"),
+               ({**arrays, "calibration_from1": down}, "calibration_from1"),
+               ({**arrays, "calibration_to1": dst + 1e3}, "calibration_to1"),  # outside the training range
+               ({**arrays, "calibration_from1": src[:, :-1].copy()}, "calibration_from1"),
+               ({**arrays, "calibration_to1": dst[:-1].copy()}, "calibration_to1"),
+               ({**arrays, "calibration_to1": dst.astype(np.float32)}, "calibration_to1"),
+               ({**arrays, "calibration_steps": arrays["calibration_steps"][::-1].copy()}, "calibration_steps"),
+               ({k: v for k, v in arrays.items() if k != "calibration_to0"}, "calibration_to0"),
+               ({k: v for k, v in arrays.items() if k != "calibration_steps"}, "calibration_steps"),
+               ({**arrays, "calibration_from7": src, "calibration_to7": dst}, "calibration_")]  # no column 7
+    for bad, message in changes:
+        save_file(bad, str(weights))
+        with pytest.raises(ModelFormatError, match=message) as caught:
+            Generator.load(tmp_path / "m")
+        assert "\n" not in str(caught.value)
+    save_file(arrays, str(weights))
+    for params, state, message in (({"calibrate": "sometimes"}, {}, "calibrate"),
+                                   ({"calibrate": "off"}, {}, "calibrate"),  # the state still says calibrated
+                                   ({"calibrate": "pooled"}, {}, "calibration_steps"),  # 4 buckets, not pooled
+                                   ({"calibration_window": -2}, {}, "calibration_window"),
+                                   ({"calibration_window": True}, {}, "calibration_window"),
+                                   ({}, {"calibrated": [0]}, "calibration_"),  # arrays of column 1 left over
+                                   ({}, {"calibrated": [0, 7]}, "calibrated"),
+                                   ({}, {"calibrated": [1, 0]}, "calibrated")):
+        d = json.loads(doc)
+        d["params"].update(params)
+        d["state"].update(state)
+        model.write_text(json.dumps(d))
+        with pytest.raises(ModelFormatError, match=message):
+            Generator.load(tmp_path / "m")
+    d = json.loads(doc)
+    del d["state"]["calibrated"]
+    model.write_text(json.dumps(d))
+    with pytest.raises(ModelFormatError, match="calibrated"):
+        Generator.load(tmp_path / "m")
+    model.write_text(doc)
+    assert Generator.load(tmp_path / "m").sample(10, seed=2).frame.equals(gen.sample(10, seed=2).frame)
+    for bad in ({"calibrate": "yes"}, {"calibrate": True}, {"calibration_window": -2}, {"calibration_window": 1.5}):
+        with pytest.raises(ValueError, match="calibrat"):
+            _model("sequence_ar", epochs=1, min_updates=1, **bad).fit(_drifting_panel(10))

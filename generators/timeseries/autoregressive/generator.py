@@ -105,6 +105,26 @@ class SequenceARGenerator(SequenceGenerator):
     on a few rough series keeps a net whose steps ignore the previous ones. `ordinal_columns="rough"` starts only
     the columns drawn as levels (rough ones, as BasicMotions' all are) so, and change-coded columns at random. 0
     (random, the old start) by default: see the README's sequence benchmark, sixth round.
+
+    `calibrate` (quantile mapping, as climate-model output is bias-corrected; off by default) learns at fit time,
+    after training, a monotone piecewise-linear map per numeric column from the model's own values to the training
+    values: a reference sample of `CALIBRATION_SEQUENCES` sequences is drawn from the trained model (calibration
+    off, a seed derived from `seed`, unconditioned) and each column's `CALIBRATION_QUANTILES` quantiles of it are
+    mapped onto the same quantiles of the training values, linearly between them. `"pooled"` builds one map per
+    column over every step; `"steps"` one per position bucket (`CALIBRATION_BUCKETS` buckets by quantiles of the
+    training steps' positions: drift grows with the step), a value at step t mapped by the two buckets whose
+    centres enclose t, blended linearly in t; `"auto"` is `"steps"` for the columns whose reference sample lies
+    further from the training values (decile TVD) than 95% of entity-bootstrap resamples of the training values
+    do, and leaves the others as drawn (a small training set's own noise is not corrected towards). Every drawn
+    value is mapped (the final, unscaled value when `scale_per_sequence` is on), gaps stay gaps, then clipped to
+    the training range and rounded for an integral column. A value on tied quantiles of the reference (an atom,
+    such as the range's end that clipping piles values on) goes to a place inside the tie's share of the training
+    quantiles drawn once per sequence and column. `calibration_window` smooths the correction (mapped minus drawn
+    value) along each sequence over that many steps either side (-1: the whole sequence, a shift per sequence; 0:
+    none, the exact map): a pointwise map with slope below 1 would shrink every step change, a smoothed one keeps
+    them. The maps are fixed at fit and saved, so a sequence does not depend on how many are drawn with it; the
+    network and every token drawn are the uncalibrated model's (the same seed gives the same sample but for the
+    mapped values). Opt-in: see the README's sequence benchmark, seventh round.
     """
 
     # chosen on validation halves of the benchmark's training parts: 0.28-0.81 on JapaneseVowels and fertility
@@ -116,11 +136,19 @@ class SequenceARGenerator(SequenceGenerator):
     # column could draw a change where it had no value yet (and a level where it had one)
     # ... and before `lengths` the stop token alone decided every length; before `scheduled_sampling` the GRU
     # read only true steps in training
+    # ... and before `calibrate` every drawn value was the network's own
     params_added = {"scale_per_sequence": False, "meta_bins": 16, "input_noise": 0.0, "min_validation": 0,
                     "level_first": False, "lengths": "learned", "length_prior": 4.0,
-                    "scheduled_sampling": 0.0, "ordinal_init": 0.0, "ordinal_columns": "all"}
+                    "scheduled_sampling": 0.0, "ordinal_init": 0.0, "ordinal_columns": "all", "calibrate": "off",
+                    "calibration_window": 2}
     LENGTHS = ("learned", "drawn")
     ORDINAL_COLUMNS = ("all", "rough")
+    CALIBRATIONS = ("off", "pooled", "steps", "auto")
+    CALIBRATION_QUANTILES = 64     # knots of each map (quantiles 0, 1/63, ..., 1)
+    CALIBRATION_BUCKETS = 4        # position buckets of "steps"
+    CALIBRATION_SEQUENCES = 512    # the reference sample drawn from the trained model
+    CALIBRATION_RESAMPLES = 200    # entity bootstrap of the training values ("auto": is a column's drift noise?)
+    CALIBRATION_KEY = 0xCA11B      # spawn key of the reference sample's seed (derived from `seed`)
 
     def __init__(self, *, epochs: int = 40, min_updates: int = 600, batch_size: int = 32, hidden: int = 64,
                  head_hidden: int = 64, embedding_dim: int = 8, max_bins: int = 32, learning_rate: float = 3e-3,
@@ -129,7 +157,8 @@ class SequenceARGenerator(SequenceGenerator):
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
                  min_validation: int = 0, level_first: bool = True, lengths: str = "learned",
                  length_prior: float = 4.0, scheduled_sampling: float = 0.0, ordinal_init: float = 0.0,
-                 ordinal_columns: str = "all", num_threads: int | None = 1, seed: int = 0):
+                 ordinal_columns: str = "all", calibrate: str = "off", calibration_window: int = 2,
+                 num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
         self.batch_size = batch_size
@@ -154,6 +183,8 @@ class SequenceARGenerator(SequenceGenerator):
         self.scheduled_sampling = scheduled_sampling
         self.ordinal_init = ordinal_init
         self.ordinal_columns = ordinal_columns
+        self.calibrate = calibrate
+        self.calibration_window = calibration_window
         self.num_threads = num_threads
         self.seed = seed
 
@@ -389,6 +420,11 @@ class SequenceARGenerator(SequenceGenerator):
             u = torch.randn(net.w2.shape[1], generator=g)
             net.w2[coarse, :, :nl] += scale * (u / u.norm())[:, None] * z[None, :]
 
+    def _calibration_ok(self) -> bool:
+        w = self.calibration_window
+        return self.calibrate in self.CALIBRATIONS and isinstance(w, int) and not isinstance(w, bool) \
+            and -1 <= w <= 10_000
+
     def _prior_ok(self) -> bool:
         v = self.length_prior
         return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e6
@@ -433,6 +469,10 @@ class SequenceARGenerator(SequenceGenerator):
         if not self._ordinal_ok():
             raise ValueError(f"ordinal_init={self.ordinal_init!r}, ordinal_columns={self.ordinal_columns!r}: use a "
                              f"number in 0..100 (0 starts at random) and one of {', '.join(self.ORDINAL_COLUMNS)}")
+        if not self._calibration_ok():
+            raise ValueError(f"calibrate={self.calibrate!r}, calibration_window={self.calibration_window!r}: use one "
+                             f"of {', '.join(self.CALIBRATIONS)} and a whole number of steps in -1..10000")
+        raw = enc  # the data's own values, which the calibration maps onto (enc is standardised when scaled)
         self.atoms_, self.edges_, self.catoms_, self.cedges_ = {}, {}, {}, {}
         seq = np.repeat(np.arange(len(enc.lengths)), enc.lengths)
         self.matoms_, self.medges_ = {}, {}
@@ -534,6 +574,7 @@ class SequenceARGenerator(SequenceGenerator):
             net.load_state_dict(best_state)
             net.eval()
         self.net_ = net
+        self._fit_calibration(raw)
 
     @staticmethod
     def _mask(tokens, lengths, input_only=()):
@@ -742,9 +783,163 @@ class SequenceARGenerator(SequenceGenerator):
                              else self._level_values(tok[:, coarse_j], tok[:, fine_j], j, rng))
         if self.scaled_:
             numeric = self._unscaled(numeric, np.concatenate(meta_chunks), lengths)
+        if self.calibration_ is not None:  # the final values through the maps learned at fit (`calibrate`)
+            numeric = self._calibrated(numeric, lengths, g)
         categorical = tok[:, cat_start:].astype(np.int64)
         return EncodedSequences(lengths=lengths, numeric=numeric, categorical=np.ascontiguousarray(categorical),
                                 deltas=tok[:, 1].astype(np.int64), context=np.ascontiguousarray(context))
+
+    # ------------------------------------------------------- calibration
+    @staticmethod
+    def _positions(lengths: np.ndarray) -> np.ndarray:
+        """Per step its position in its sequence (0 at the first step)."""
+        return np.arange(int(lengths.sum())) - np.repeat(np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+
+    @staticmethod
+    def _nearest(centres: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Per step the position bucket whose centre is nearest."""
+        return np.searchsorted((centres[1:] + centres[:-1]) / 2, positions, side="right")
+
+    def _fit_calibration(self, enc: EncodedSequences) -> None:
+        """With `calibrate`, the maps from the trained model's own value quantiles to the training values' (per
+        numeric column and position bucket), from a reference sample drawn with the calibration off."""
+        self.calibration_ = None
+        if self.calibrate == "off":
+            return
+        codec = self._codec
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.CALIBRATION_KEY,)))
+        n = self.CALIBRATION_SEQUENCES
+        length = codec.window if codec.single_series else int(codec.lengths[0]) if len(codec.lengths) == 1 else None
+        ref = self._sample(n, rng, codec.sample_context(n, rng, {}), length)  # as `sample` draws, unconditioned
+        pos_t, pos_r = self._positions(enc.lengths), self._positions(ref.lengths)
+        centres = np.array([pos_t.mean()], dtype=np.float64)
+        if self.calibrate in ("steps", "auto"):  # buckets by quantiles of the training steps' positions
+            edges = np.unique(np.quantile(pos_t, np.arange(1, self.CALIBRATION_BUCKETS) / self.CALIBRATION_BUCKETS))
+            which = np.searchsorted(edges, pos_t, side="right")
+            centres = np.unique([pos_t[which == b].mean() for b in np.unique(which)]).astype(np.float64)
+        k = self.CALIBRATION_QUANTILES
+        p = np.linspace(0.0, 1.0, k)
+        in_t, in_r = self._nearest(centres, pos_t), self._nearest(centres, pos_r)
+        maps = {}
+        for j in range(self._n_numeric()):
+            col = self._data_column(j)
+            xt, xr = enc.numeric[:, j], ref.numeric[:, j]
+            ok_t, ok_r = ~np.isnan(xt), ~np.isnan(xr)
+            if not ok_r.any():  # the model never draws a value of this column: nothing to map
+                continue
+            if self.calibrate == "auto" and not self._drifted(xt, xr, enc.lengths, rng):
+                continue
+            src, dst = np.empty((len(centres), k)), np.empty((len(centres), k))
+            for b in range(len(centres)):
+                use_t, use_r = ok_t & (in_t == b), ok_r & (in_r == b)
+                if use_t.sum() < k or use_r.sum() < k:  # too few values at these steps: the pooled map
+                    use_t, use_r = ok_t, ok_r
+                src[b], dst[b] = np.quantile(xr[use_r], p), np.quantile(xt[use_t], p)
+            maps[j] = tuple(np.ascontiguousarray(np.clip(np.maximum.accumulate(a, axis=1), col["min"], col["max"]))
+                            for a in (src, dst))
+        self.calibration_ = (centres, maps)
+
+    def _drifted(self, xt: np.ndarray, xr: np.ndarray, lengths: np.ndarray, rng: np.random.Generator) -> bool:
+        """Whether the model's values `xr` lie further from the training values `xt` (decile TVD, deciles of the
+        training values, gaps left out) than 95% of entity-bootstrap resamples of the training values do: a drift
+        beyond what the training set's own size explains."""
+        ok = ~np.isnan(xt)
+        edges = np.unique(np.quantile(xt[ok], np.linspace(0.1, 0.9, 9)))
+        bins = len(edges) + 1
+        seq = np.repeat(np.arange(len(lengths)), lengths)[ok]
+        per_seq = np.zeros((len(lengths), bins))
+        np.add.at(per_seq, (seq, np.searchsorted(edges, xt[ok], side="right")), 1.0)
+        train = per_seq.sum(axis=0) / ok.sum()
+        ref = np.bincount(np.searchsorted(edges, xr[~np.isnan(xr)], side="right"), minlength=bins)
+        observed = 0.5 * np.abs(ref / ref.sum() - train).sum()
+        n, tvds = len(lengths), []
+        for _ in range(self.CALIBRATION_RESAMPLES):  # sequences drawn with replacement: their weights
+            boot = rng.multinomial(n, np.full(n, 1.0 / n)) @ per_seq
+            tvds.append(0.5 * np.abs(boot / max(boot.sum(), 1.0) - train).sum())
+        return bool(observed > np.quantile(tvds, 0.95))
+
+    @staticmethod
+    def _quantile_map(x: np.ndarray, src: np.ndarray, dst: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """x through the piecewise-linear map of knots `src` (non-decreasing) onto `dst`: linear between knots,
+        the end knots' values beyond them; a value equal to tied knots src[a..b] goes to place a + u (b - a)."""
+        k = len(src)
+        lo, hi = np.searchsorted(src, x, side="left"), np.searchsorted(src, x, side="right")
+        at = np.clip(lo, 0, k - 1).astype(np.float64)  # below the first knot: 0; above the last: k - 1
+        tie = hi > lo
+        at[tie] = lo[tie] + u[tie] * (hi[tie] - 1 - lo[tie])
+        inner = ~tie & (lo > 0) & (lo < k)  # src[a] < x < src[a + 1]
+        a = lo[inner] - 1
+        at[inner] = a + (x[inner] - src[a]) / (src[a + 1] - src[a])
+        return np.interp(at, np.arange(k), dst)
+
+    def _calibrated(self, numeric: np.ndarray, lengths: np.ndarray, g) -> np.ndarray:
+        """Drawn values through the calibration maps (a value at step t by the two buckets around t, blended
+        linearly), gaps kept, clipped to the training range, integral columns rounded; one uniform per sequence
+        and column (from the sampling's torch generator) places the values that fall on tied knots."""
+        import torch
+
+        centres, maps = self.calibration_
+        n, nb = len(lengths), len(centres)
+        u = torch.rand((n, max(numeric.shape[1], 1)), generator=g, dtype=torch.float64).numpy()
+        seq, pos = np.repeat(np.arange(n), lengths), self._positions(lengths).astype(np.float64)
+        out = numeric.copy()
+        for j, (src, dst) in maps.items():
+            ok = ~np.isnan(out[:, j])
+            x, t, uj = out[ok, j], pos[ok], u[seq[ok], j]
+            if nb == 1:
+                y = self._quantile_map(x, src[0], dst[0], uj)
+            else:
+                b = np.clip(np.searchsorted(centres, t, side="right") - 1, 0, nb - 2)
+                w = np.clip((t - centres[b]) / (centres[b + 1] - centres[b]), 0.0, 1.0)
+                mapped = np.stack([self._quantile_map(x, src[i], dst[i], uj) for i in range(nb)], axis=1)
+                rows = np.arange(len(x))
+                y = (1.0 - w) * mapped[rows, b] + w * mapped[rows, b + 1]
+            if self.calibration_window:  # the correction smoothed along each sequence: the changes kept
+                y = x + self._smoothed(y - x, ok, lengths, self.calibration_window)
+            col = self._data_column(j)
+            y = np.clip(y, col["min"], col["max"])
+            out[ok, j] = np.round(y) if col["integral"] else y
+        return out
+
+    @staticmethod
+    def _smoothed(c: np.ndarray, ok: np.ndarray, lengths: np.ndarray, half: int) -> np.ndarray:
+        """The mean of c over each step's window of `half` steps either side inside its sequence (its own values
+        only: c is given at the steps where `ok`; negative `half`: the whole sequence), at the `ok` steps."""
+        full = np.zeros(len(ok))
+        full[ok] = c
+        sums, counts = np.r_[0.0, np.cumsum(full)], np.r_[0, np.cumsum(ok)]
+        starts = np.repeat(np.r_[0, np.cumsum(lengths)[:-1]], lengths)[ok]
+        ends = starts + np.repeat(lengths, lengths)[ok]
+        if half < 0:
+            lo, hi = starts, ends
+        else:
+            at = np.flatnonzero(ok)
+            lo, hi = np.maximum(at - half, starts), np.minimum(at + half + 1, ends)
+        return (sums[hi] - sums[lo]) / (counts[hi] - counts[lo])
+
+    def _checked_calibration(self, arrays, calibrated: list[int]) -> tuple[np.ndarray, dict]:
+        """The saved calibration: bucket centres (1 when pooled, increasing step positions) and per calibrated
+        column (buckets, knots) non-decreasing maps inside the column's training range."""
+        centres = take_array(arrays, "calibration_steps", np.float64, ndim=1)
+        if not 1 <= len(centres) <= 64 or (self.calibrate == "pooled" and len(centres) != 1) \
+                or (np.diff(centres) <= 0).any() or (centres < 0).any():
+            raise ModelFormatError("array 'calibration_steps' must hold 1 (calibrate 'pooled') or up to 64 "
+                                   "increasing step positions >= 0")
+        maps, k = {}, None
+        for j in calibrated:
+            col = self._data_column(j)
+            if k is None:
+                k = take_array(arrays, f"calibration_from{j}", np.float64, ndim=2).shape[1]
+            pair = []
+            for key in (f"calibration_from{j}", f"calibration_to{j}"):
+                a = take_array(arrays, key, np.float64, (len(centres), k))
+                if not 2 <= k <= 4096 or (np.diff(a, axis=1) < 0).any() or a.min() < col["min"] \
+                        or a.max() > col["max"]:
+                    raise ModelFormatError(f"array {key!r} must hold 2..4096 non-decreasing knots per step bucket, "
+                                           f"inside the column's training range {col['min']}..{col['max']}")
+                pair.append(a)
+            maps[j] = tuple(pair)
+        return centres, maps
 
     # ------------------------------------------------------- persistence
     def _get_state(self):
@@ -757,7 +952,14 @@ class SequenceARGenerator(SequenceGenerator):
             arrays[f"meta_atoms{k}"], arrays[f"meta_edges{k}"] = self.matoms_[k], self.medges_[k]
         if self.length_table_ is not None:
             arrays["length_table"] = self.length_table_
-        return {"history": self.history_, "changes": sorted(self.catoms_), "scaled": self.scaled_}, arrays
+        state = {"history": self.history_, "changes": sorted(self.catoms_), "scaled": self.scaled_}
+        if self.calibration_ is not None:
+            centres, maps = self.calibration_
+            arrays["calibration_steps"] = centres
+            for j, (src, dst) in maps.items():
+                arrays[f"calibration_from{j}"], arrays[f"calibration_to{j}"] = src, dst
+            state["calibrated"] = sorted(maps)
+        return state, arrays
 
     def _set_state(self, state, arrays):
         import torch
@@ -766,9 +968,10 @@ class SequenceARGenerator(SequenceGenerator):
         history = state.get("history")
         # files of the release before per-sequence scaling hold no 'scaled': they learned raw values
         scaled = state.get("scaled", False)
-        if not {"history", "changes"} <= set(state) <= {"history", "changes", "scaled"} or not (
+        if not {"history", "changes"} <= set(state) <= {"history", "changes", "scaled", "calibrated"} or not (
                 isinstance(history, list) and all(isinstance(h, dict) for h in history)):
-            raise ModelFormatError("state must hold 'history', a list of epoch records, 'changes' and 'scaled'")
+            raise ModelFormatError("state must hold 'history', a list of epoch records, 'changes' and 'scaled' "
+                                   "(and 'calibrated' when calibrated)")
         if not isinstance(scaled, bool) or self.scale_per_sequence not in (None, scaled):
             raise ModelFormatError(f"state 'scaled' must be true or false and agree with param scale_per_sequence "
                                    f"(state {scaled!r}, param {self.scale_per_sequence!r})")
@@ -784,6 +987,16 @@ class SequenceARGenerator(SequenceGenerator):
         if self.lengths not in self.LENGTHS or not self._prior_ok():
             raise ModelFormatError(f"params lengths={self.lengths!r} and length_prior={self.length_prior!r} must be "
                                    f"one of {', '.join(self.LENGTHS)} and a number in 0..1e6")
+        calibrated = state.get("calibrated")
+        if not self._calibration_ok() or (self.calibrate == "off") != (calibrated is None):
+            raise ModelFormatError(f"params calibrate={self.calibrate!r} and calibration_window="
+                                   f"{self.calibration_window!r} must be one of {', '.join(self.CALIBRATIONS)} and a "
+                                   "whole number in -1..10000, and state 'calibrated' present exactly when "
+                                   "calibrate is not 'off'")
+        if calibrated is not None and not (
+                isinstance(calibrated, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in calibrated)
+                and calibrated == sorted(set(calibrated)) and set(calibrated) <= set(range(self._n_numeric()))):
+            raise ModelFormatError("state 'calibrated' must list numeric column numbers, increasing")
         changes = state["changes"]
         if not (isinstance(changes, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in changes)
                 and changes == sorted(set(changes)) and set(changes) <= set(range(self._n_numeric()))):
@@ -812,6 +1025,7 @@ class SequenceARGenerator(SequenceGenerator):
                 raise ModelFormatError("array 'length_table' must count sequences per context row and length, "
                                        "adding up to the codec's context and length counts")
             self.length_table_ = table
+        self.calibration_ = self._checked_calibration(arrays, calibrated) if calibrated is not None else None
         self.history_ = history
         vocab, e, h, hh = self._vocab_sizes(), self.embedding_dim, self.hidden, self.head_hidden
         m = len(vocab)
@@ -830,6 +1044,8 @@ class SequenceARGenerator(SequenceGenerator):
                                   *(f"{p}{j}" for j in changes for p in ("change_atoms", "change_edges")),
                                   *(f"{p}{k}" for k in metas for p in ("meta_atoms", "meta_edges")),
                                   *(["length_table"] if self.lengths == "drawn" else []),
+                                  *(["calibration_steps"] if calibrated is not None else []),
+                                  *(f"calibration_{p}{j}" for j in calibrated or () for p in ("from", "to")),
                                   *(f"net.{k}" for k in fresh)])
         buffers = dict(net.named_buffers())
         loaded = {}
