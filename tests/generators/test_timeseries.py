@@ -267,12 +267,12 @@ def _climbing_panel(n: int = 40, seed: int = 0) -> SequenceData:
 def test_a_change_coded_column_starts_with_a_level_and_then_changes():
     """level_first: the first value is a drawn level (near 0 here), never a change added to the mid-range (6)."""
     data = _climbing_panel()
-    gen = _model("sequence_ar").fit(data)
+    gen = _model("sequence_ar", calibrate="off").fit(data)  # drawn values as they are: calibration would mask both
     assert gen.level_first and 0 in gen.catoms_  # the column is drawn as changes
     s = gen.sample(200, seed=0).frame.sort_values(["id", "step"])
     first = s.groupby("id")["x"].first()
     assert first.max() < 1.5
-    old = _model("sequence_ar", level_first=False).fit(data)
+    old = _model("sequence_ar", level_first=False, calibrate="off").fit(data)
     assert old.sample(200, seed=0).frame.groupby("id")["x"].first().max() > 3  # what it fixes
 
 
@@ -481,8 +481,9 @@ def test_ordinal_init_keeps_the_autocorrelation_of_a_few_rough_series_and_is_see
     """Random token embeddings: early stopping keeps a net whose steps ignore the last ones (BasicMotions' case)."""
     data = _rough_panel()
     real = _lag1(data.frame)
-    params = {"min_validation": 4, "epochs": 60, "min_updates": 0, "hidden": 32, "head_hidden": 32, "max_bins": 16}
-    plain = _model("sequence_ar", **params).fit(data)
+    params = {"min_validation": 4, "epochs": 60, "min_updates": 0, "hidden": 32, "head_hidden": 32, "max_bins": 16,
+              "calibrate": "off"}
+    plain = _model("sequence_ar", **params, ordinal_init=0.0).fit(data)
     ordinal = [_model("sequence_ar", **params, ordinal_init=2.0).fit(data) for _ in range(2)]
     assert not plain.catoms_ and not ordinal[0].catoms_  # level-coded, as BasicMotions' columns are
     assert _lag1(plain.sample(40, seed=0).frame) < 0.2
@@ -500,13 +501,13 @@ def test_ordinal_init_keeps_the_autocorrelation_of_a_few_rough_series_and_is_see
 def test_ordinal_columns_rough_starts_only_the_columns_drawn_as_levels():
     """'rough': a level-coded panel starts as with 'all', a change-coded one as with the random start."""
     rough, smooth = _rough_panel(), _climbing_panel()
-    params = {"min_validation": 4, "epochs": 10, "min_updates": 0}
-    for data, same_as in ((rough, {"ordinal_init": 2.0}), (smooth, {})):
+    params = {"min_validation": 4, "epochs": 10, "min_updates": 0, "calibrate": "off"}
+    for data, same_as in ((rough, {"ordinal_init": 2.0, "ordinal_columns": "all"}), (smooth, {"ordinal_init": 0.0})):
         picked = _model("sequence_ar", **params, ordinal_init=2.0, ordinal_columns="rough").fit(data)
         assert picked.sample(20, seed=1).frame.equals(_model("sequence_ar", **params, **same_as).fit(data)
                                                       .sample(20, seed=1).frame)
-    assert not _model("sequence_ar", **params, ordinal_init=2.0).fit(smooth).sample(20, seed=1).frame.equals(
-        _model("sequence_ar", **params).fit(smooth).sample(20, seed=1).frame)  # 'all' does start them
+    assert not _model("sequence_ar", **params, ordinal_init=2.0, ordinal_columns="all").fit(smooth).sample(
+        20, seed=1).frame.equals(_model("sequence_ar", **params, ordinal_init=0.0).fit(smooth).sample(20, seed=1).frame)  # 'all' does start them
 
 
 @pytest.mark.parametrize("extra", [{}, {"scale_per_sequence": True, "level_first": False}])
@@ -573,14 +574,17 @@ def _decile_tvd(real: np.ndarray, synth: np.ndarray) -> float:
     return float(0.5 * np.abs(np.bincount(r, minlength=k) / len(r) - np.bincount(s, minlength=k) / len(s)).sum())
 
 
+BARE = {"ordinal_init": 0.0, "min_validation": 0}  # the training these calibration tests were written against
+
+
 def _calibrated(calibrate: str = "pooled", **extra):
     """A barely trained sequence_ar (its marginals are off) with the calibration on."""
-    return _model("sequence_ar", epochs=2, min_updates=10, calibrate=calibrate, **extra).fit(_drifting_panel())
+    return _model("sequence_ar", epochs=2, min_updates=10, calibrate=calibrate, **BARE, **extra).fit(_drifting_panel())
 
 
 def test_the_calibration_brings_the_pooled_marginal_to_the_training_one_and_keeps_the_rest():
     data = _drifting_panel()
-    off = _model("sequence_ar", epochs=2, min_updates=10).fit(data)
+    off = _model("sequence_ar", epochs=2, min_updates=10, calibrate="off", **BARE).fit(data)
     assert 1 in off.catoms_  # k is drawn as changes (it drifts)
     raw = off.sample(300, seed=0).frame
     for calibrate, window in (("pooled", 0), ("steps", 2)):
@@ -632,7 +636,7 @@ def test_auto_calibrates_only_columns_that_drift_beyond_the_training_noise():
 
 
 def test_a_file_of_the_release_before_calibration_loads_and_samples_the_same(tmp_path):
-    gen = _model("sequence_ar", epochs=2, min_updates=10).fit(_drifting_panel(30))
+    gen = _model("sequence_ar", epochs=2, min_updates=10, calibrate="off").fit(_drifting_panel(30))
     assert gen.calibration_ is None
     gen.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())

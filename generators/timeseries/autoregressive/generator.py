@@ -103,10 +103,11 @@ class SequenceARGenerator(SequenceGenerator):
     `ordinal_init` (> 0) starts each numeric column's level tokens in value order (one embedding coordinate and
     its bin head's slope set to the tokens' standardised values, at that scale): with random starts early stopping
     on a few rough series keeps a net whose steps ignore the previous ones. `ordinal_columns="rough"` starts only
-    the columns drawn as levels (rough ones, as BasicMotions' all are) so, and change-coded columns at random. 0
-    (random, the old start) by default: see the README's sequence benchmark, sixth round.
+    the columns drawn as levels (rough ones, as BasicMotions' all are) so, and change-coded columns at random. 2.0
+    with "rough" by default (0 is the old random start): see the README's sequence benchmark, sixth round.
 
-    `calibrate` (quantile mapping, as climate-model output is bias-corrected; off by default) learns at fit time,
+    `calibrate` (quantile mapping, as climate-model output is bias-corrected; "auto" by default, "off" the old
+    behaviour; README's sequence benchmark, seventh round) learns at fit time,
     after training, a monotone piecewise-linear map per numeric column from the model's own values to the training
     values: a reference sample of `CALIBRATION_SEQUENCES` sequences is drawn from the trained model (calibration
     off, a seed derived from `seed`, unconditioned) and each column's `CALIBRATION_QUANTILES` quantiles of it are
@@ -155,9 +156,9 @@ class SequenceARGenerator(SequenceGenerator):
                  dropout: float = 0.0, fine_bins: int = 8, smooth_ratio: float = 0.7,
                  validation_fraction: float = 0.1, patience: int = 5, window: int | None = None,
                  scale_per_sequence: bool | None = False, meta_bins: int = 16, input_noise: float = 0.0,
-                 min_validation: int = 0, level_first: bool = True, lengths: str = "learned",
-                 length_prior: float = 4.0, scheduled_sampling: float = 0.0, ordinal_init: float = 0.0,
-                 ordinal_columns: str = "all", calibrate: str = "off", calibration_window: int = 2,
+                 min_validation: int = 2, level_first: bool = True, lengths: str = "learned",
+                 length_prior: float = 4.0, scheduled_sampling: float = 0.0, ordinal_init: float = 2.0,
+                 ordinal_columns: str = "rough", calibrate: str = "auto", calibration_window: int = 2,
                  num_threads: int | None = 1, seed: int = 0):
         self.epochs = epochs
         self.min_updates = min_updates
