@@ -242,16 +242,23 @@ def test_per_sequence_scaling_draws_a_level_per_sequence_and_saves_bit_identical
             Generator.load(tmp_path / "m")
 
 
+def _load_as_previous_release(gen, folder, params, state=()):
+    """`gen` saved, then loaded from a file written as a release without `params` (and `state` keys) would have."""
+    gen.save(folder)
+    doc = json.loads((folder / MODEL_FILE).read_text())
+    for name in params:
+        del doc["params"][name]
+    for name in state:
+        del doc["state"][name]
+    (folder / MODEL_FILE).write_text(json.dumps(doc))
+    return Generator.load(folder)
+
+
 def test_a_file_of_the_release_before_per_sequence_scaling_loads_and_samples_the_same(tmp_path):
     gen = _model("sequence_ar", epochs=2, min_updates=10).fit(_levels_panel(30))
     assert gen.scaled_ is False  # the default learns raw values, as the previous release did
-    gen.save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("scale_per_sequence", "meta_bins", "input_noise"):  # what the previous release wrote
-        del doc["params"][name]
-    del doc["state"]["scaled"]
-    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
-    loaded = Generator.load(tmp_path / "m")
+    loaded = _load_as_previous_release(gen, tmp_path / "m", ("scale_per_sequence", "meta_bins", "input_noise"),
+                                       ("scaled",))
     assert loaded.scale_per_sequence is False and loaded.scaled_ is False
     assert loaded.sample(20, seed=3).frame.equals(gen.sample(20, seed=3).frame)
 
@@ -278,12 +285,8 @@ def test_a_change_coded_column_starts_with_a_level_and_then_changes():
 
 def test_a_file_of_the_release_before_level_first_loads_and_samples_the_same(tmp_path):
     gen = _model("sequence_ar", epochs=3, min_updates=10, level_first=False).fit(_climbing_panel())
-    gen.save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("level_first", "min_validation", "scheduled_sampling", "ordinal_init", "ordinal_columns"):
-        del doc["params"][name]
-    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
-    loaded = Generator.load(tmp_path / "m")
+    loaded = _load_as_previous_release(gen, tmp_path / "m", ("level_first", "min_validation", "scheduled_sampling",
+                                                             "ordinal_init", "ordinal_columns"))
     assert loaded.level_first is False and loaded.min_validation == 0 and loaded.scheduled_sampling == 0.0
     assert loaded.ordinal_init == 0.0 and loaded.ordinal_columns == "all"
     assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
@@ -394,12 +397,7 @@ def test_drawn_lengths_respect_a_condition(tmp_path):
 
 def test_a_file_of_the_release_before_lengths_loads_and_samples_the_same(tmp_path):
     gen = _model("sequence_ar", epochs=3, min_updates=10).fit(two_regime_panel())
-    gen.save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("lengths", "length_prior"):  # what the previous release wrote had neither
-        del doc["params"][name]
-    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
-    loaded = Generator.load(tmp_path / "m")
+    loaded = _load_as_previous_release(gen, tmp_path / "m", ("lengths", "length_prior"))
     assert loaded.lengths == "learned"
     assert loaded.sample(30, seed=3).frame.equals(gen.sample(30, seed=3).frame)
 
@@ -638,12 +636,7 @@ def test_auto_calibrates_only_columns_that_drift_beyond_the_training_noise():
 def test_a_file_of_the_release_before_calibration_loads_and_samples_the_same(tmp_path):
     gen = _model("sequence_ar", epochs=2, min_updates=10, calibrate="off").fit(_drifting_panel(30))
     assert gen.calibration_ is None
-    gen.save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
-    for name in ("calibrate", "calibration_window"):  # what the previous release wrote had neither
-        del doc["params"][name]
-    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(doc))
-    loaded = Generator.load(tmp_path / "m")
+    loaded = _load_as_previous_release(gen, tmp_path / "m", ("calibrate", "calibration_window"))
     assert loaded.calibrate == "off" and loaded.calibration_ is None
     assert loaded.sample(20, seed=3).frame.equals(gen.sample(20, seed=3).frame)
 
