@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sequence_schedule import SHORT, _tvd, validation_halves  # noqa: E402
-from bench.sequences import warm_imports  # noqa: E402
+from bench.sequence_schedule import SHORT, _tvd, validation_panels  # noqa: E402
 from generators.data import SequenceData  # noqa: E402
 from generators.registry import make_generator  # noqa: E402
 from quality.sequence import evaluate_sequences  # noqa: E402
@@ -59,11 +57,7 @@ def main() -> None:
     parser.add_argument("--columns", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sequence_calibration.jsonl"))
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    warm_imports(["sequence_ar"])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    for panel in args.panels:
-        train, hold, time_col, entity = validation_halves(panel)
+    for panel, (train, hold, time_col, entity) in validation_panels(args):
         data = SequenceData(train, time=time_col, entity=entity)
         for seed in args.seeds:
             gen = make_generator("sequence_ar", **{**json.loads(args.params), "seed": seed})

@@ -71,6 +71,15 @@ def column_gaps(train: pd.DataFrame, synth: pd.DataFrame, hold: pd.DataFrame, ti
     return out
 
 
+def validation_panels(args: argparse.Namespace):
+    """(panel, validation halves) of each of `args.panels`, once imports are warmed and `args.out`'s folder exists."""
+    warnings.simplefilter("ignore")
+    warm_imports(["sequence_ar"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    for panel in args.panels:
+        yield panel, validation_halves(panel)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--panels", nargs="*", default=["fertility", "basic_motions", "japanese_vowels", "mitdb"])
@@ -82,11 +91,7 @@ def main() -> None:
                              "other half")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sequence_schedule.jsonl"))
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    warm_imports(["sequence_ar"])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    for panel in args.panels:
-        train, hold, time_col, entity = validation_halves(panel)
+    for panel, (train, hold, time_col, entity) in validation_panels(args):
         for variant in args.variant or ["{}"]:
             for seed in args.seeds:
                 params = {**json.loads(variant), "seed": seed}

@@ -333,8 +333,7 @@ class SequenceARGenerator(SequenceGenerator):
         cols.extend(enc.categorical[:, j] for j in range(enc.categorical.shape[1]))
         flat = np.stack(cols, axis=1)
         out = np.zeros((n, int(enc.lengths.max()) + 1, flat.shape[1]), np.int64)
-        pos = np.arange(steps) - np.repeat(enc.offsets[:-1], enc.lengths)
-        out[seq, pos] = flat
+        out[seq, self._positions(enc.lengths)] = flat
         out[np.arange(n), enc.lengths, 0] = STOP
         return out
 
@@ -367,15 +366,21 @@ class SequenceARGenerator(SequenceGenerator):
         layout = self._layout()[0]
         return [(layout[j][0], *self._token_counts(j)) for j in sorted(self.catoms_)] if self.level_first else []
 
+    @staticmethod
+    def _value_before(tokens, lengths, col: int, nl: int, nc: int):
+        """(B, T) true where the sequence had a value (a level or change token of column `col`) at an earlier step."""
+        import torch
+
+        observed = (tokens[..., col] < nl + nc) & (torch.arange(tokens.shape[1])[None, :] < lengths[:, None])
+        return torch.cumsum(observed.long(), dim=1) - observed.long() > 0
+
     def _restrict(self, logits, tokens, lengths):
         """With `level_first`, a change-coded column draws a level (or a gap) until its sequence has a value and
         a change (or a gap) after: the tokens' own coding, so no probability goes where no training token can be."""
         import torch
 
         for col, nl, nc in self._kind_masks():
-            observed = tokens[..., col] < nl + nc
-            observed = observed & (torch.arange(tokens.shape[1])[None, :] < lengths[:, None])
-            before = torch.cumsum(observed.long(), dim=1) - observed.long() > 0      # (B, T) a value earlier
+            before = self._value_before(tokens, lengths, col, nl, nc)
             ban = torch.zeros(logits.shape[:2] + (logits.shape[-1],), dtype=torch.bool)
             ban[..., nl:nl + nc] = ~before[..., None]
             ban[..., :nl] = before[..., None]
@@ -596,7 +601,7 @@ class SequenceARGenerator(SequenceGenerator):
         tokens (NaN at gaps and padding)."""
         n = len(enc.lengths)
         seq = np.repeat(np.arange(n), enc.lengths)
-        pos = np.arange(len(seq)) - np.repeat(enc.offsets[:-1], enc.lengths)
+        pos = self._positions(enc.lengths)
         out = np.full((n, int(enc.lengths.max()) + 1, len(self.catoms_)), np.nan)
         for i, j in enumerate(sorted(self.catoms_)):
             out[seq, pos, i] = enc.numeric[:, j]
@@ -677,8 +682,7 @@ class SequenceARGenerator(SequenceGenerator):
                 for i, j in enumerate(cols[a:b]):
                     if j in kinds:
                         nl, nc = kinds[j]
-                        observed = (tokens[..., j] < nl + nc) & (t < lengths[:, None])
-                        before = ((torch.cumsum(observed.long(), dim=1) - observed.long() > 0)[rows])[:, None]
+                        before = self._value_before(tokens, lengths, j, nl, nc)[rows][:, None]
                         ban[:, i, nl:nl + nc], ban[:, i, :nl] = ~before, before
                 logits = logits.masked_fill(ban, float("-inf"))
             per = per + F.cross_entropy(logits.reshape(-1, v), target[:, cols[a:b]].reshape(-1),
